@@ -1,0 +1,428 @@
+"""The ``fora`` command line.
+
+Every command takes the node folder (DIR) first. Library errors become one
+``Error: …`` line on stderr and exit status 1; usage errors exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, BinaryIO, NoReturn
+
+from protocol import kinds, signing
+from protocol.errors import LocalProtocolError, Malformed, ProtocolError, Result
+from protocol.messages import Message, StreamDecoder, create_message
+from storage.database import StorageError, open_database
+from storage.messages import IngestResult, ingest, iter_raw, stats, store_checked, verify_store
+
+from .clock import now_ms
+from .folder import NodeConfig, NodeError, default_dir, load_config, read_key, write_config, write_key
+
+__all__ = ["main"]
+
+INGEST_BATCH = 1_000
+READ_CHUNK = 1 << 16
+
+
+def _version() -> str:
+    try:
+        return version("fora-node")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"Error: {message}\n")
+
+
+def _hex_id(text: str) -> bytes:
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not hex: {text!r}") from None
+    if len(value) != 32:
+        raise argparse.ArgumentTypeError(f"an id is 64 hex characters, got {len(text)}")
+    return value
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _open_node(directory: str | Path) -> tuple[NodeConfig, Any]:
+    config = load_config(directory)
+    if not config.db_path.exists():
+        raise NodeError(f"{config.db_path} is missing")
+    return config, open_database(config.db_path)
+
+
+def _json_to_value(value: Any, spec: kinds.Spec | None, path: str) -> Any:
+    """Turn JSON into a body value; hex strings become bytes where the schema says bin."""
+    if spec is None:
+        return value
+    if isinstance(spec, kinds.Bin) and isinstance(value, str):
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            raise NodeError(f"{path}: expected hex for a bin field, got {value!r}") from None
+    if isinstance(spec, kinds.ListOf) and isinstance(value, list):
+        return [_json_to_value(v, spec.item, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(spec, kinds.MapOf) and isinstance(value, dict):
+        specs = {f.name: f.spec for f in spec.fields}
+        return {k: _json_to_value(v, specs.get(k), f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, float):
+        raise NodeError(f"{path}: numbers must be integers (no floats in Fora messages)")
+    return value
+
+
+def body_from_json(kind: str, text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NodeError(f"--body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise NodeError("--body must be a JSON object")
+    schema = kinds.SCHEMAS.get(kind)
+    return dict(_json_to_value(data, schema.body if schema else None, kind))
+
+
+def _store_one(db: Any, message: Message) -> IngestResult:
+    (result,) = store_checked(db, [message], now_ms=now_ms())
+    return result
+
+
+def publish(db: Any, key: Any, community: bytes, kind: str, fields: dict[str, Any],
+            refs: Sequence[bytes] = (), ts: int | None = None) -> Message:
+    """Sign and store one message of this node; raise unless it was stored."""
+    message = create_message(
+        key, kind=kind, community=community, ts=now_ms() if ts is None else ts,
+        fields=fields, refs=refs,
+    )
+    result = _store_one(db, message)
+    if result.result is not Result.OK:
+        raise NodeError(f"message not stored: {result.result.value} {result.detail}")
+    return message
+
+
+def value_to_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list):
+        return [value_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: value_to_json(v) for k, v in value.items()}
+    return value
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    if (directory / "config.toml").exists():
+        raise NodeError(f"{directory} is a Fora node folder already")
+    languages = args.lang or ["en"]
+    fields = {
+        "name": args.name,
+        "country": args.country,
+        "region": args.region,
+        "languages": languages,
+        "about": args.about,
+    }
+    # Check the profile before anything is written, so bad input leaves no folder.
+    try:
+        kinds.check_body("community", fields, ())
+    except ProtocolError as exc:
+        raise NodeError(f"bad community profile: {exc}") from exc
+    directory.mkdir(parents=True, exist_ok=True)
+    config = NodeConfig(
+        dir=directory, name=args.name, country=args.country, region=args.region,
+        languages=languages, port=args.port,
+    )
+    key = signing.generate_private_key()
+    write_key(config.key_path, key)
+    write_config(config)
+    community = signing.public_key_bytes(key)
+    db = open_database(config.db_path)
+    try:
+        message = publish(db, key, community, "community", fields)
+    finally:
+        db.close()
+    print(f"Created node {args.name!r} in {directory}")
+    print(f"community id {community.hex()}")
+    print(f"profile      {message.hex_id}")
+    return 0
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    config = load_config(args.dir)
+    print(signing.public_key_bytes(read_key(config.key_path)).hex())
+    return 0
+
+
+def cmd_key_new(args: argparse.Namespace) -> int:
+    key = signing.generate_private_key()
+    write_key(Path(args.file), key)
+    print(signing.public_key_bytes(key).hex())
+    return 0
+
+
+def cmd_post(args: argparse.Namespace) -> int:
+    config, db = _open_node(args.dir)
+    try:
+        community_key = read_key(config.key_path)
+        key = read_key(args.key) if args.key else community_key
+        fields = body_from_json(args.kind, args.body)
+        try:
+            message = publish(
+                db, key, signing.public_key_bytes(community_key), args.kind, fields, args.ref
+            )
+        except LocalProtocolError as exc:
+            raise NodeError(str(exc)) from exc
+    finally:
+        db.close()
+    print(message.hex_id)
+    return 0
+
+
+def _read_chunks(stream: BinaryIO) -> Iterator[bytes]:
+    while chunk := stream.read(READ_CHUNK):
+        yield chunk
+
+
+def _ingest_stream(db: Any, stream: BinaryIO, on_result: Callable[[int, IngestResult], None]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    decoder = StreamDecoder()
+    batch: list[bytes] = []
+    index = 0
+
+    def flush() -> None:
+        nonlocal index
+        for result in ingest(db, batch, now_ms=now_ms()):
+            counts[result.result.value] += 1
+            on_result(index, result)
+            index += 1
+        batch.clear()
+
+    try:
+        for chunk in _read_chunks(stream):
+            for raw in decoder.feed(chunk):
+                batch.append(raw)
+                if len(batch) >= INGEST_BATCH:
+                    flush()
+        decoder.close()
+    except Malformed as exc:
+        flush()
+        on_result(index, IngestResult(Result.MALFORMED, None, str(exc)))
+        counts[Result.MALFORMED.value] += 1
+        raise NodeError(f"{exc}; the {index} messages before it were processed") from exc
+    flush()
+    return counts
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    config, db = _open_node(args.dir)
+
+    def on_result(index: int, result: IngestResult) -> None:
+        if args.json:
+            print(json.dumps(result.as_json(index)))
+        elif not result.result.accepted:
+            print(f"message {index}: {result.result.value}: {result.detail}", file=sys.stderr)
+
+    try:
+        if args.file == "-":
+            counts = _ingest_stream(db, sys.stdin.buffer, on_result)
+        else:
+            try:
+                with open(args.file, "rb") as stream:
+                    counts = _ingest_stream(db, stream, on_result)
+            except OSError as exc:
+                raise NodeError(f"cannot read {args.file}: {exc.strerror}") from exc
+    finally:
+        db.close()
+    total = sum(counts.values())
+    if args.json:
+        print(json.dumps({"summary": dict(sorted(counts.items())), "total": total}))
+    else:
+        parts = ", ".join(f"{code} {n}" for code, n in sorted(counts.items())) or "nothing"
+        print(f"{total} messages: {parts}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    config, db = _open_node(args.dir)
+    try:
+        out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+        try:
+            for raw in iter_raw(db, args.community):
+                out.write(raw)
+            out.flush()
+        finally:
+            if args.output:
+                out.close()
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    config, db = _open_node(args.dir)
+    try:
+        data = stats(db)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{data['messages']} messages ({data['skeletons']} skeletons)")
+    for community, entry in data["communities"].items():
+        print(f"community {community}: {entry['messages']} messages")
+        for kind, count in entry["kinds"].items():
+            print(f"  {kind:<12} {count}")
+    print(f"set_hash {data['set_hash']}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    config, db = _open_node(args.dir)
+    try:
+        report = verify_store(db)
+    finally:
+        db.close()
+    for problem in report.problems or []:
+        print(problem)
+    print(f"checked {report.checked} messages: {len(report.problems or [])} problems;"
+          f" integrity_check: {report.integrity}")
+    if not report.ok:
+        raise NodeError("verification failed")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    config = load_config(args.dir or default_dir())
+    if args.host:
+        config.host = args.host
+    if args.port is not None:
+        config.port = args.port
+    serve(config)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.dir), base_port=args.port)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+EPILOG = "Example: fora init ./bomarzo --name Bomarzo --country IT --lang it"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="fora",
+        description="Fora: a municipality's community forum node, synced node to node.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"fora {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str,
+                example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, epilog=f"Example: {example}")
+        p.set_defaults(func=func)
+        return p
+
+    p = command("init", cmd_init, "Create a node folder: config, community key, database.",
+                "fora init ./bomarzo --name Bomarzo --country IT --region Lazio --lang it")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--name", required=True, help="the community's name")
+    p.add_argument("--country", default="", help="ISO 3166-1 alpha-2 code, e.g. IT")
+    p.add_argument("--region", default="", help="region name")
+    p.add_argument("--lang", action="append", help="language tag (repeat for more; first is main)")
+    p.add_argument("--about", default="", help="a few words about the community")
+    p.add_argument("--port", type=int, default=8470, help="port 'fora serve' listens on")
+
+    p = command("id", cmd_id, "Print the community id (64 hex characters).", "fora id ./bomarzo")
+    p.add_argument("dir", metavar="DIR")
+
+    p = command("key", lambda a: 0, "Manage resident keys.", "fora key new alice.key")
+    key_sub = p.add_subparsers(dest="key_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    key_sub.required = True
+    kn = key_sub.add_parser("new", help="Make a new resident key file (PEM, mode 0600).",
+                            epilog="Example: fora key new alice.key")
+    kn.add_argument("file", metavar="FILE")
+    kn.set_defaults(func=cmd_key_new)
+
+    p = command("post", cmd_post, "Sign and store a message; print its id.",
+                "fora post ./bomarzo topic --body '{\"title\": \"Schools\", ...}'")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("kind", metavar="KIND")
+    p.add_argument("--body", required=True, help="the body as JSON; bin fields as hex")
+    p.add_argument("--ref", action="append", type=_hex_id, default=[], help="an id this refers to")
+    p.add_argument("--key", help="sign with this key file instead of the community key")
+
+    p = command("ingest", cmd_ingest, "Check and store a stream of concatenated messages.",
+                "fora ingest ./bomarzo messages.bin --json")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("file", metavar="FILE", help="a file, or - for standard input")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+
+    p = command("export", cmd_export, "Write the stored messages as one stream.",
+                "fora export ./bomarzo -o backup.bin")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--community", type=_hex_id, help="only this community's messages")
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+
+    p = command("stats", cmd_stats, "Count messages by community and kind; print the set hash.",
+                "fora stats ./bomarzo --json")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+
+    p = command("verify", cmd_verify, "Re-check every stored message and the database.",
+                "fora verify ./bomarzo")
+    p.add_argument("dir", metavar="DIR")
+
+    p = command("serve", cmd_serve, "Run the node (sync API and status page).",
+                "fora serve ./bomarzo --port 8470")
+    p.add_argument("dir", metavar="DIR", nargs="?",
+                   help="node folder (default: $FORA_DIR or ~/.local/share/fora)")
+    p.add_argument("--host", help="address to listen on (default from config: 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default from config: 8470)")
+
+    p = command("demo", cmd_demo, "Start demo communities with sample content.",
+                "fora demo --dir ./demo")
+    p.add_argument("--dir", default="fora-demo", help="where the demo nodes live")
+    p.add_argument("--port", type=int, default=8470, help="first port")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (NodeError, StorageError, ProtocolError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # pragma: no cover - `fora export | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        print(f"Error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,140 @@
+"""A node's folder: its configuration, its community key and its database.
+
+    DIR/config.toml      name, country, region, languages, listen address
+    DIR/community.key    the community's Ed25519 key, PKCS#8 PEM, mode 0600
+    DIR/fora.db          the SQLite database (WAL: also fora.db-wal, fora.db-shm)
+
+The folder is the unit of backup: stop the node (or use ``fora backup``) and copy it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protocol import signing
+
+__all__ = [
+    "DEFAULT_PORT",
+    "NodeConfig",
+    "NodeError",
+    "default_dir",
+    "load_config",
+    "read_key",
+    "write_config",
+    "write_key",
+]
+
+DEFAULT_PORT = 8470
+CONFIG_NAME = "config.toml"
+KEY_NAME = "community.key"
+DB_NAME = "fora.db"
+
+
+class NodeError(Exception):
+    """A problem the user can fix (missing folder, bad key file, bad argument)."""
+
+
+def default_dir() -> Path:
+    """``$FORA_DIR``, else ``$XDG_DATA_HOME/fora`` (``~/.local/share/fora``)."""
+    env = os.environ.get("FORA_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "fora"
+
+
+@dataclass
+class NodeConfig:
+    dir: Path
+    name: str
+    country: str = ""
+    region: str = ""
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+
+    @property
+    def db_path(self) -> Path:
+        return self.dir / DB_NAME
+
+    @property
+    def key_path(self) -> Path:
+        return self.dir / KEY_NAME
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / CONFIG_NAME
+
+
+def _toml_str(value: str) -> str:
+    # A JSON string with only these escapes is a valid TOML basic string.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_config(config: NodeConfig) -> None:
+    langs = ", ".join(_toml_str(lang) for lang in config.languages)
+    text = (
+        "# Fora node configuration. Edit, then restart the node.\n"
+        f"name = {_toml_str(config.name)}\n"
+        f"country = {_toml_str(config.country)}\n"
+        f"region = {_toml_str(config.region)}\n"
+        f"languages = [{langs}]\n"
+        "\n[listen]\n"
+        f"host = {_toml_str(config.host)}\n"
+        f"port = {config.port}\n"
+    )
+    config.config_path.write_text(text, encoding="utf-8")
+
+
+def load_config(directory: str | Path) -> NodeConfig:
+    directory = Path(directory)
+    path = directory / CONFIG_NAME
+    if not path.is_file():
+        raise NodeError(f"{directory} is not a Fora node folder (no {CONFIG_NAME}); run 'fora init'")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise NodeError(f"{path}: {exc}") from exc
+    listen = data.get("listen", {})
+    try:
+        return NodeConfig(
+            dir=directory,
+            name=str(data["name"]),
+            country=str(data.get("country", "")),
+            region=str(data.get("region", "")),
+            languages=[str(x) for x in data.get("languages", ["en"])],
+            host=str(listen.get("host", "127.0.0.1")),
+            port=int(listen.get("port", DEFAULT_PORT)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise NodeError(f"{path}: missing or bad setting: {exc}") from exc
+
+
+def write_key(path: Path, key: Ed25519PrivateKey) -> None:
+    """Write a private key as PKCS#8 PEM, readable by the owner only; never overwrite."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise NodeError(f"{path} exists already; not overwriting a key") from exc
+    with os.fdopen(fd, "wb") as f:
+        f.write(signing.private_key_to_pem(key))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_key(path: str | Path) -> Ed25519PrivateKey:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise NodeError(f"cannot read key file {path}: {exc.strerror}") from exc
+    try:
+        return signing.private_key_from_pem(data)
+    except signing.KeyFormatError as exc:
+        raise NodeError(f"{path}: {exc}") from exc

@@ -1,0 +1,53 @@
+"""Running a node: the aiohttp server with limits suited to untrusted clients."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from .app import create_app
+from .folder import NodeConfig
+
+__all__ = ["serve", "start_site"]
+
+log = logging.getLogger("fora")
+
+#: Idle keep-alive connections are closed after this many seconds (aiohttp's default
+#: keeps them about an hour).
+KEEPALIVE_TIMEOUT = 30.0
+#: Waiting for a slow client's request headers: at most this many seconds.
+HANDLER_CANCEL_GRACE = 10.0
+
+
+async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
+        shutdown_timeout=5.0,
+        handler_cancellation=True,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    return runner
+
+
+def serve(config: NodeConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    async def main() -> None:
+        runner = await start_site(create_app(config), config.host, config.port)
+        print(f"Fora node {config.name!r} on http://{config.host}:{config.port}/ (Ctrl-C stops)",
+              flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("stopped", flush=True)

@@ -1,0 +1,57 @@
+"""Opening a node's SQLite database: WAL, durable commits, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from .migrations import migrations
+
+__all__ = ["SCHEMA_SET", "StorageError", "open_database"]
+
+SCHEMA_SET = migrations.name
+
+
+class StorageError(Exception):
+    """The database cannot be used (missing, not a Fora database, newer schema)."""
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    # FULL: a commit is on disk before ingest reports it, so an acknowledged message
+    # survives a crash or a power cut; batches amortize the fsync.
+    conn.execute("PRAGMA synchronous = FULL")
+
+
+def open_database(path: str | Path, *, readonly: bool = False, migrate: bool = True) -> Database:
+    """Open (creating if needed) the database at ``path``.
+
+    The writer opens it read-write, switches it to WAL and applies pending migrations.
+    Readers open it read-only (``readonly=True``) and never change the schema.
+    """
+    path = Path(path)
+    if readonly:
+        if not path.exists():
+            raise StorageError(f"no database at {path}")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), check_same_thread=False)
+    # isolation_level=None: autocommit; db.atomic() issues BEGIN/COMMIT itself.
+    conn.isolation_level = None
+    try:
+        _configure(conn)
+        if not readonly:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StorageError(f"{path}: cannot switch to WAL (journal_mode={mode})")
+        db = Database(conn)
+        if migrate and not readonly:
+            migrations.apply(db)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StorageError(f"{path}: {exc}") from exc
+    return db

@@ -1,0 +1,302 @@
+"""The message store: ingest, look up, export, compare and verify.
+
+Plain synchronous functions that take a ``Database``; the node runs them on its writer
+thread or its read pool (``storage.store.Store``), the command line calls them directly.
+
+Ingest is two steps so the expensive one can run anywhere: :func:`check_batch` decodes
+and checks the bytes (pure CPU, no database), :func:`store_checked` writes the results
+in one transaction. :func:`ingest` does both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from protocol.errors import MessageRejected, Result
+from protocol.messages import Message, decode_message
+
+__all__ = [
+    "Checked",
+    "IngestResult",
+    "VerifyReport",
+    "check_batch",
+    "count_messages",
+    "get_raw",
+    "has_ids",
+    "ingest",
+    "iter_raw",
+    "set_hash",
+    "stats",
+    "store_checked",
+    "verify_store",
+]
+
+Checked = Message | MessageRejected
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What became of one message: its result code, its id when known, and why."""
+
+    result: Result
+    id: bytes | None
+    detail: str = ""
+
+    def as_json(self, index: int) -> dict[str, Any]:
+        return {
+            "index": index,
+            "result": self.result.value,
+            "id": self.id.hex() if self.id is not None else None,
+        }
+
+
+def check_batch(raws: Sequence[bytes], *, now_ms: int) -> list[Checked]:
+    """Decode and check each message; a failure is returned, never raised."""
+    out: list[Checked] = []
+    for raw in raws:
+        try:
+            out.append(decode_message(raw, now_ms=now_ms))
+        except MessageRejected as exc:
+            out.append(exc)
+    return out
+
+
+_INSERT = (
+    "INSERT INTO messages (id, community, author, kind, ts, sec, refs, has_body, raw,"
+    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _erased_by(conn: sqlite3.Connection, target: bytes, author: bytes) -> bool:
+    """True when a valid erase for ``target`` (written by ``author``) is held."""
+    row = conn.execute(
+        "SELECT 1 FROM erasures WHERE target = ? AND author = ? LIMIT 1", (target, author)
+    ).fetchone()
+    return row is not None
+
+
+def _insert(conn: sqlite3.Connection, m: Message, now_ms: int) -> None:
+    cur = conn.execute(
+        _INSERT,
+        (
+            m.id,
+            m.community,
+            m.author,
+            m.kind,
+            m.ts,
+            m.ts // 1000,
+            b"".join(m.refs),
+            0 if m.body is None else 1,
+            m.raw,
+            now_ms,
+        ),
+    )
+    if m.refs:
+        seq = cur.lastrowid
+        conn.executemany(
+            "INSERT OR IGNORE INTO message_refs (ref, seq, position) VALUES (?, ?, ?)",
+            [(ref, seq, i) for i, ref in enumerate(m.refs)],
+        )
+
+
+def _apply_erase(conn: sqlite3.Connection, erase: Message) -> None:
+    """Record an erase; drop its target's body if the target is held and the erase is
+    valid for it (same author). Erasure by an admin is decided by the roles layer."""
+    if not erase.refs:
+        return
+    target = erase.refs[0]
+    conn.execute(
+        "INSERT OR IGNORE INTO erasures (target, erase_id, author) VALUES (?, ?, ?)",
+        (target, erase.id, erase.author),
+    )
+    row = conn.execute(
+        "SELECT author, raw FROM messages WHERE id = ? AND has_body = 1",
+        (target,),
+    ).fetchone()
+    if row is not None and row[0] == erase.author:
+        _drop_body(conn, target, row[1])
+
+
+def _drop_body(conn: sqlite3.Connection, message_id: bytes, raw: bytes) -> None:
+    skeleton = decode_message(raw, now_ms=1 << 63, verify=False).skeleton()
+    conn.execute(
+        "UPDATE messages SET raw = ?, has_body = 0 WHERE id = ?", (skeleton.raw, message_id)
+    )
+
+
+def store_checked(db: Database, checked: Sequence[Checked], *, now_ms: int) -> list[IngestResult]:
+    """Write checked messages in one transaction and report a result for each.
+
+    - a rejected message gets its failure code and changes nothing;
+    - a message already held is ``duplicate`` (a held skeleton is filled in when the
+      body comes, unless a valid erase for it is held: then ``erased``);
+    - a message with a valid erase held is stored as its skeleton: ``erased``;
+    - anything else is stored: ``ok``.
+    """
+    results: list[IngestResult] = []
+    conn = db.conn
+    with db.atomic():
+        for item in checked:
+            if isinstance(item, MessageRejected):
+                results.append(IngestResult(item.result, None, str(item)))
+                continue
+            m = item
+            row = conn.execute(
+                "SELECT has_body FROM messages WHERE id = ?", (m.id,)
+            ).fetchone()
+            if row is not None:
+                if row[0] or m.body is None:
+                    results.append(IngestResult(Result.DUPLICATE, m.id))
+                elif _erased_by(conn, m.id, m.author):
+                    results.append(IngestResult(Result.ERASED, m.id))
+                else:
+                    conn.execute(
+                        "UPDATE messages SET raw = ?, has_body = 1 WHERE id = ?", (m.raw, m.id)
+                    )
+                    results.append(IngestResult(Result.OK, m.id, "body filled in"))
+                continue
+            if m.body is not None and _erased_by(conn, m.id, m.author):
+                _insert(conn, m.skeleton(), now_ms)
+                results.append(IngestResult(Result.ERASED, m.id))
+            else:
+                _insert(conn, m, now_ms)
+                results.append(IngestResult(Result.OK, m.id))
+            if m.kind == "erase":
+                _apply_erase(conn, m)
+    return results
+
+
+def ingest(db: Database, raws: Sequence[bytes], *, now_ms: int) -> list[IngestResult]:
+    """Check and store a batch of messages (see :func:`store_checked`)."""
+    return store_checked(db, check_batch(raws, now_ms=now_ms), now_ms=now_ms)
+
+
+def get_raw(db: Database, ids: Sequence[bytes]) -> list[bytes | None]:
+    """The stored bytes of each id, in the order asked (None where not held)."""
+    found: dict[bytes, bytes] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for message_id, raw in db.execute(
+            f"SELECT id, raw FROM messages WHERE id IN ({marks})",  # noqa: S608 - only marks
+            chunk,
+        ):
+            found[message_id] = raw
+    return [found.get(i) for i in ids]
+
+
+def has_ids(db: Database, ids: Iterable[bytes]) -> set[bytes]:
+    """The subset of ``ids`` this store holds."""
+    held: set[bytes] = set()
+    batch = list(ids)
+    for start in range(0, len(batch), 500):
+        chunk = batch[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        held.update(
+            row[0]
+            for row in db.execute(
+                f"SELECT id FROM messages WHERE id IN ({marks})",  # noqa: S608 - only marks
+                chunk,
+            )
+        )
+    return held
+
+
+def iter_raw(db: Database, community: bytes | None = None) -> Iterator[bytes]:
+    """Every stored message's bytes in arrival order (optionally one community's)."""
+    if community is None:
+        cursor = db.execute("SELECT raw FROM messages ORDER BY seq")
+    else:
+        cursor = db.execute(
+            "SELECT raw FROM messages WHERE community = ? ORDER BY seq", (community,)
+        )
+    for (raw,) in cursor:
+        yield raw
+
+
+def count_messages(db: Database, community: bytes | None = None) -> int:
+    if community is None:
+        row = db.execute("SELECT count(*) FROM messages").fetchone()
+    else:
+        row = db.execute(
+            "SELECT count(*) FROM messages WHERE community = ?", (community,)
+        ).fetchone()
+    return int(row[0])
+
+
+def set_hash(db: Database) -> bytes:
+    """SHA-256 over the sorted ids of every message held: equal sets, equal hashes."""
+    h = hashlib.sha256()
+    for (message_id,) in db.execute("SELECT id FROM messages ORDER BY id"):
+        h.update(message_id)
+    return h.digest()
+
+
+def stats(db: Database) -> dict[str, Any]:
+    """Counts by community and kind, skeletons, and the set hash."""
+    communities: dict[str, dict[str, Any]] = {}
+    for community, kind, count, bodies in db.execute(
+        "SELECT community, kind, count(*), sum(has_body) FROM messages"
+        " GROUP BY community, kind ORDER BY community, kind"
+    ):
+        entry = communities.setdefault(
+            community.hex(), {"messages": 0, "skeletons": 0, "kinds": {}}
+        )
+        entry["messages"] += count
+        entry["skeletons"] += count - bodies
+        entry["kinds"][kind] = count
+    total = sum(c["messages"] for c in communities.values())
+    return {
+        "messages": total,
+        "skeletons": sum(c["skeletons"] for c in communities.values()),
+        "communities": communities,
+        "set_hash": set_hash(db).hex(),
+    }
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    problems: list[str] | None = None
+    integrity: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.integrity == "ok"
+
+
+def verify_store(db: Database) -> VerifyReport:
+    """Re-check every stored message (all checks but the clock) and the database.
+
+    Also checks that the indexed columns agree with the bytes, and that no body is
+    held for a message that a valid erase covers.
+    """
+    problems: list[str] = []
+    checked = 0
+    codes: Counter[str] = Counter()
+    for seq, message_id, community, author, kind, ts, refs, has_body, raw in db.execute(
+        "SELECT seq, id, community, author, kind, ts, refs, has_body, raw FROM messages"
+        " ORDER BY seq"
+    ):
+        checked += 1
+        try:
+            m = decode_message(raw, now_ms=1 << 63)
+        except MessageRejected as exc:
+            codes[exc.code] += 1
+            problems.append(f"message #{seq} {message_id.hex()}: {exc.code}: {exc}")
+            continue
+        columns = (message_id, community, author, kind, ts, refs, bool(has_body))
+        derived = (m.id, m.community, m.author, m.kind, m.ts, b"".join(m.refs), m.body is not None)
+        if columns != derived:
+            problems.append(f"message #{seq} {message_id.hex()}: columns disagree with bytes")
+        if m.body is not None and _erased_by(db.conn, m.id, m.author):
+            problems.append(f"message #{seq} {message_id.hex()}: body held despite an erase")
+    integrity = ", ".join(row[0] for row in db.execute("PRAGMA integrity_check"))
+    return VerifyReport(checked=checked, problems=problems, integrity=integrity)
