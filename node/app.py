@@ -6,11 +6,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from protocol import signing
 from storage.store import Store
 
 from . import sync_api
-from protocol import signing
-
 from .appkeys import COMMUNITY_ID, CONFIG, STORE
 from .folder import NodeConfig, read_key
 

@@ -12,23 +12,26 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
 from protocol import kinds, signing
 from protocol.errors import LocalProtocolError, Malformed, ProtocolError, Result
-from protocol.messages import Message, StreamDecoder, create_message
+from protocol.messages import StreamDecoder
 from storage.database import StorageError, open_database
-from storage.messages import IngestResult, ingest, iter_raw, stats, store_checked, verify_store
+from storage.messages import IngestResult, ingest_batches, iter_raw, stats, verify_store
 
 from .clock import now_ms
-from .folder import NodeConfig, NodeError, default_dir, load_config, read_key, write_config, write_key
+from .folder import NodeConfig, NodeError, default_dir, load_config, read_key, write_key
+from .publish import init_node, publish
 
 __all__ = ["main"]
 
 INGEST_BATCH = 1_000
 READ_CHUNK = 1 << 16
+CHECK_THREADS = max(2, min(4, os.cpu_count() or 2))
 
 
 def _version() -> str:
@@ -94,24 +97,6 @@ def body_from_json(kind: str, text: str) -> dict[str, Any]:
     return dict(_json_to_value(data, schema.body if schema else None, kind))
 
 
-def _store_one(db: Any, message: Message) -> IngestResult:
-    (result,) = store_checked(db, [message], now_ms=now_ms())
-    return result
-
-
-def publish(db: Any, key: Any, community: bytes, kind: str, fields: dict[str, Any],
-            refs: Sequence[bytes] = (), ts: int | None = None) -> Message:
-    """Sign and store one message of this node; raise unless it was stored."""
-    message = create_message(
-        key, kind=kind, community=community, ts=now_ms() if ts is None else ts,
-        fields=fields, refs=refs,
-    )
-    result = _store_one(db, message)
-    if result.result is not Result.OK:
-        raise NodeError(f"message not stored: {result.result.value} {result.detail}")
-    return message
-
-
 def value_to_json(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
@@ -126,39 +111,18 @@ def value_to_json(value: Any) -> Any:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    directory = Path(args.dir)
-    if (directory / "config.toml").exists():
-        raise NodeError(f"{directory} is a Fora node folder already")
-    languages = args.lang or ["en"]
-    fields = {
-        "name": args.name,
-        "country": args.country,
-        "region": args.region,
-        "languages": languages,
-        "about": args.about,
-    }
-    # Check the profile before anything is written, so bad input leaves no folder.
-    try:
-        kinds.check_body("community", fields, ())
-    except ProtocolError as exc:
-        raise NodeError(f"bad community profile: {exc}") from exc
-    directory.mkdir(parents=True, exist_ok=True)
-    config = NodeConfig(
-        dir=directory, name=args.name, country=args.country, region=args.region,
-        languages=languages, port=args.port,
+    _, key, profile = init_node(
+        Path(args.dir),
+        name=args.name,
+        country=args.country,
+        region=args.region,
+        languages=args.lang or ["en"],
+        about=args.about,
+        port=args.port,
     )
-    key = signing.generate_private_key()
-    write_key(config.key_path, key)
-    write_config(config)
-    community = signing.public_key_bytes(key)
-    db = open_database(config.db_path)
-    try:
-        message = publish(db, key, community, "community", fields)
-    finally:
-        db.close()
-    print(f"Created node {args.name!r} in {directory}")
-    print(f"community id {community.hex()}")
-    print(f"profile      {message.hex_id}")
+    print(f"Created node {args.name!r} in {args.dir}")
+    print(f"community id {signing.public_key_bytes(key).hex()}")
+    print(f"profile      {profile.hex_id}")
     return 0
 
 
@@ -198,38 +162,47 @@ def _read_chunks(stream: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
-def _ingest_stream(db: Any, stream: BinaryIO, on_result: Callable[[int, IngestResult], None]) -> Counter[str]:
+def _ingest_stream(
+    db: Any, stream: BinaryIO, on_result: Callable[[int, IngestResult], None]
+) -> Counter[str]:
+    """Ingest a stream of messages in batches, checking on two threads."""
     counts: Counter[str] = Counter()
-    decoder = StreamDecoder()
-    batch: list[bytes] = []
+    broken: list[Malformed] = []
+
+    def batches() -> Iterator[list[bytes]]:
+        decoder = StreamDecoder()
+        batch: list[bytes] = []
+        try:
+            for chunk in _read_chunks(stream):
+                for raw in decoder.feed(chunk):
+                    batch.append(raw)
+                    if len(batch) >= INGEST_BATCH:
+                        yield batch
+                        batch = []
+            decoder.close()
+        except Malformed as exc:
+            broken.append(exc)
+        if batch:
+            yield batch
+
     index = 0
-
-    def flush() -> None:
-        nonlocal index
-        for result in ingest(db, batch, now_ms=now_ms()):
-            counts[result.result.value] += 1
-            on_result(index, result)
-            index += 1
-        batch.clear()
-
-    try:
-        for chunk in _read_chunks(stream):
-            for raw in decoder.feed(chunk):
-                batch.append(raw)
-                if len(batch) >= INGEST_BATCH:
-                    flush()
-        decoder.close()
-    except Malformed as exc:
-        flush()
-        on_result(index, IngestResult(Result.MALFORMED, None, str(exc)))
+    with ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="fora-check") as pool:
+        for results in ingest_batches(
+            db, batches(), now_ms=now_ms, pool=pool, workers=CHECK_THREADS
+        ):
+            for result in results:
+                counts[result.result.value] += 1
+                on_result(index, result)
+                index += 1
+    if broken:
+        on_result(index, IngestResult(Result.MALFORMED, None, str(broken[0])))
         counts[Result.MALFORMED.value] += 1
-        raise NodeError(f"{exc}; the {index} messages before it were processed") from exc
-    flush()
+        raise NodeError(f"{broken[0]}; the {index} messages before it were processed")
     return counts
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    config, db = _open_node(args.dir)
+    _, db = _open_node(args.dir)
 
     def on_result(index: int, result: IngestResult) -> None:
         if args.json:
@@ -258,7 +231,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    config, db = _open_node(args.dir)
+    _, db = _open_node(args.dir)
     try:
         out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
         try:
@@ -274,7 +247,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    config, db = _open_node(args.dir)
+    _, db = _open_node(args.dir)
     try:
         data = stats(db)
     finally:
@@ -292,15 +265,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    config, db = _open_node(args.dir)
+    _, db = _open_node(args.dir)
     try:
         report = verify_store(db)
     finally:
         db.close()
     for problem in report.problems or []:
         print(problem)
-    print(f"checked {report.checked} messages: {len(report.problems or [])} problems;"
-          f" integrity_check: {report.integrity}")
+    print(
+        f"checked {report.checked} messages: {len(report.problems or [])} problems;"
+        f" integrity_check: {report.integrity}"
+    )
     if not report.ok:
         raise NodeError("verification failed")
     return 0
@@ -340,14 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str,
-                example: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], help_: str, example: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_, epilog=f"Example: {example}")
         p.set_defaults(func=func)
         return p
 
-    p = command("init", cmd_init, "Create a node folder: config, community key, database.",
-                "fora init ./bomarzo --name Bomarzo --country IT --region Lazio --lang it")
+    p = command(
+        "init",
+        cmd_init,
+        "Create a node folder: config, community key, database.",
+        "fora init ./bomarzo --name Bomarzo --country IT --region Lazio --lang it",
+    )
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--name", required=True, help="the community's name")
     p.add_argument("--country", default="", help="ISO 3166-1 alpha-2 code, e.g. IT")
@@ -362,49 +342,81 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("key", lambda a: 0, "Manage resident keys.", "fora key new alice.key")
     key_sub = p.add_subparsers(dest="key_command", metavar="SUBCOMMAND", parser_class=_Parser)
     key_sub.required = True
-    kn = key_sub.add_parser("new", help="Make a new resident key file (PEM, mode 0600).",
-                            epilog="Example: fora key new alice.key")
+    kn = key_sub.add_parser(
+        "new",
+        help="Make a new resident key file (PEM, mode 0600).",
+        epilog="Example: fora key new alice.key",
+    )
     kn.add_argument("file", metavar="FILE")
     kn.set_defaults(func=cmd_key_new)
 
-    p = command("post", cmd_post, "Sign and store a message; print its id.",
-                "fora post ./bomarzo topic --body '{\"title\": \"Schools\", ...}'")
+    p = command(
+        "post",
+        cmd_post,
+        "Sign and store a message; print its id.",
+        'fora post ./bomarzo topic --body \'{"title": "Schools", ...}\'',
+    )
     p.add_argument("dir", metavar="DIR")
     p.add_argument("kind", metavar="KIND")
     p.add_argument("--body", required=True, help="the body as JSON; bin fields as hex")
     p.add_argument("--ref", action="append", type=_hex_id, default=[], help="an id this refers to")
     p.add_argument("--key", help="sign with this key file instead of the community key")
 
-    p = command("ingest", cmd_ingest, "Check and store a stream of concatenated messages.",
-                "fora ingest ./bomarzo messages.bin --json")
+    p = command(
+        "ingest",
+        cmd_ingest,
+        "Check and store a stream of concatenated messages.",
+        "fora ingest ./bomarzo messages.bin --json",
+    )
     p.add_argument("dir", metavar="DIR")
     p.add_argument("file", metavar="FILE", help="a file, or - for standard input")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
 
-    p = command("export", cmd_export, "Write the stored messages as one stream.",
-                "fora export ./bomarzo -o backup.bin")
+    p = command(
+        "export",
+        cmd_export,
+        "Write the stored messages as one stream.",
+        "fora export ./bomarzo -o backup.bin",
+    )
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--community", type=_hex_id, help="only this community's messages")
     p.add_argument("-o", "--output", help="write to this file instead of standard output")
 
-    p = command("stats", cmd_stats, "Count messages by community and kind; print the set hash.",
-                "fora stats ./bomarzo --json")
+    p = command(
+        "stats",
+        cmd_stats,
+        "Count messages by community and kind; print the set hash.",
+        "fora stats ./bomarzo --json",
+    )
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--json", action="store_true")
 
-    p = command("verify", cmd_verify, "Re-check every stored message and the database.",
-                "fora verify ./bomarzo")
+    p = command(
+        "verify",
+        cmd_verify,
+        "Re-check every stored message and the database.",
+        "fora verify ./bomarzo",
+    )
     p.add_argument("dir", metavar="DIR")
 
-    p = command("serve", cmd_serve, "Run the node (sync API and status page).",
-                "fora serve ./bomarzo --port 8470")
-    p.add_argument("dir", metavar="DIR", nargs="?",
-                   help="node folder (default: $FORA_DIR or ~/.local/share/fora)")
+    p = command(
+        "serve",
+        cmd_serve,
+        "Run the node (sync API and status page).",
+        "fora serve ./bomarzo --port 8470",
+    )
+    p.add_argument(
+        "dir",
+        metavar="DIR",
+        nargs="?",
+        help="node folder (default: $FORA_DIR or ~/.local/share/fora)",
+    )
     p.add_argument("--host", help="address to listen on (default from config: 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default from config: 8470)")
 
-    p = command("demo", cmd_demo, "Start demo communities with sample content.",
-                "fora demo --dir ./demo")
+    p = command(
+        "demo", cmd_demo, "Start demo communities with sample content.", "fora demo --dir ./demo"
+    )
     p.add_argument("--dir", default="fora-demo", help="where the demo nodes live")
     p.add_argument("--port", type=int, default=8470, help="first port")
     return parser

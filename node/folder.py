@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol import signing
 
 __all__ = [
+    "CONFIG_NAME",
     "DEFAULT_PORT",
     "NodeConfig",
     "NodeError",
@@ -96,7 +97,9 @@ def load_config(directory: str | Path) -> NodeConfig:
     directory = Path(directory)
     path = directory / CONFIG_NAME
     if not path.is_file():
-        raise NodeError(f"{directory} is not a Fora node folder (no {CONFIG_NAME}); run 'fora init'")
+        raise NodeError(
+            f"{directory} is not a Fora node folder (no {CONFIG_NAME}); run 'fora init'"
+        )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -40,8 +40,10 @@ def serve(config: NodeConfig) -> None:
 
     async def main() -> None:
         runner = await start_site(create_app(config), config.host, config.port)
-        print(f"Fora node {config.name!r} on http://{config.host}:{config.port}/ (Ctrl-C stops)",
-              flush=True)
+        print(
+            f"Fora node {config.name!r} on http://{config.host}:{config.port}/ (Ctrl-C stops)",
+            flush=True,
+        )
         try:
             await asyncio.Event().wait()
         finally:

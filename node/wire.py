@@ -104,8 +104,6 @@ def decode_result_list(data: bytes, expected: int) -> list[str]:
         value = msgpack.unpackb(data, raw=False, max_array_len=expected, max_str_len=32)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise WireError("push answer is not a msgpack array of result codes") from exc
-    if type(value) is not list or len(value) != expected or not all(
-        type(v) is str for v in value
-    ):
+    if type(value) is not list or len(value) != expected or not all(type(v) is str for v in value):
         raise WireError("push answer does not hold one result code per message")
     return value

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "get_raw",
     "has_ids",
     "ingest",
+    "ingest_batches",
     "iter_raw",
     "set_hash",
     "stats",
@@ -57,8 +59,7 @@ class IngestResult:
         }
 
 
-def check_batch(raws: Sequence[bytes], *, now_ms: int) -> list[Checked]:
-    """Decode and check each message; a failure is returned, never raised."""
+def _check_all(raws: Sequence[bytes], now_ms: int) -> list[Checked]:
     out: list[Checked] = []
     for raw in raws:
         try:
@@ -66,6 +67,24 @@ def check_batch(raws: Sequence[bytes], *, now_ms: int) -> list[Checked]:
         except MessageRejected as exc:
             out.append(exc)
     return out
+
+
+def check_batch(
+    raws: Sequence[bytes], *, now_ms: int, pool: Executor | None = None, workers: int = 2
+) -> list[Checked]:
+    """Decode and check each message; a failure is returned, never raised.
+
+    With a thread ``pool`` the batch is split among ``workers`` threads: Ed25519
+    verification releases the GIL (libsodium and OpenSSL both), so checking uses the
+    other cores while the writer inserts the previous batch.
+    """
+    if pool is None or workers < 2 or len(raws) < 64:
+        return _check_all(raws, now_ms)
+    step = -(-len(raws) // workers)
+    parts = pool.map(
+        _check_all, [raws[i : i + step] for i in range(0, len(raws), step)], [now_ms] * workers
+    )
+    return [item for part in parts for item in part]
 
 
 _INSERT = (
@@ -148,9 +167,7 @@ def store_checked(db: Database, checked: Sequence[Checked], *, now_ms: int) -> l
                 results.append(IngestResult(item.result, None, str(item)))
                 continue
             m = item
-            row = conn.execute(
-                "SELECT has_body FROM messages WHERE id = ?", (m.id,)
-            ).fetchone()
+            row = conn.execute("SELECT has_body FROM messages WHERE id = ?", (m.id,)).fetchone()
             if row is not None:
                 if row[0] or m.body is None:
                     results.append(IngestResult(Result.DUPLICATE, m.id))
@@ -176,6 +193,40 @@ def store_checked(db: Database, checked: Sequence[Checked], *, now_ms: int) -> l
 def ingest(db: Database, raws: Sequence[bytes], *, now_ms: int) -> list[IngestResult]:
     """Check and store a batch of messages (see :func:`store_checked`)."""
     return store_checked(db, check_batch(raws, now_ms=now_ms), now_ms=now_ms)
+
+
+def ingest_batches(
+    db: Database,
+    batches: Iterable[Sequence[bytes]],
+    *,
+    now_ms: Callable[[], int],
+    pool: Executor,
+    workers: int = 2,
+) -> Iterator[list[IngestResult]]:
+    """Ingest batch after batch, checking the next batch while the current one is written.
+
+    Each batch is split into ``workers`` parts checked on ``pool``'s threads. Yields
+    each batch's results once its transaction has committed: what is yielded is on
+    disk. ``now_ms`` is called once per batch.
+    """
+
+    def submit(batch: Sequence[bytes]) -> list[Future[list[Checked]]]:
+        step = max(1, -(-len(batch) // workers))
+        now = now_ms()
+        return [
+            pool.submit(_check_all, batch[i : i + step], now) for i in range(0, len(batch), step)
+        ]
+
+    pending: list[Future[list[Checked]]] | None = None
+    for batch in batches:
+        upcoming = submit(batch)
+        if pending is not None:
+            checked = [item for part in pending for item in part.result()]
+            yield store_checked(db, checked, now_ms=now_ms())
+        pending = upcoming
+    if pending is not None:
+        checked = [item for part in pending for item in part.result()]
+        yield store_checked(db, checked, now_ms=now_ms())
 
 
 def get_raw(db: Database, ids: Sequence[bytes]) -> list[bytes | None]:

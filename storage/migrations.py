@@ -49,12 +49,8 @@ def m001_messages(db: Database) -> None:
     )
     db.table("messages").create_index(["id"], unique=True, index_name="messages_id")
     # Ordered exactly like Negentropy items: (timestamp in seconds, id), per community.
-    db.table("messages").create_index(
-        ["community", "sec", "id"], index_name="messages_reconcile"
-    )
-    db.table("messages").create_index(
-        ["community", "kind", "ts"], index_name="messages_kind"
-    )
+    db.table("messages").create_index(["community", "sec", "id"], index_name="messages_reconcile")
+    db.table("messages").create_index(["community", "kind", "ts"], index_name="messages_kind")
     db.table("messages").create_index(["author", "ts"], index_name="messages_author")
     # Which message refers to which (refs[0] is the primary target, position 0).
     db.table("message_refs").create(

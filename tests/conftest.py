@@ -1,0 +1,92 @@
+"""Shared fixtures: keys, message factories, node folders."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protocol import signing
+from protocol.messages import Message, create_message
+
+#: A fixed clock for tests: 2026-11-23T00:00:00Z.
+NOW = 1_795_392_000_000
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="run the long-form tests too")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="long-form run: pass --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def seeded_key(seed: int) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(seed.to_bytes(32, "big"))
+
+
+class Factory:
+    """Makes valid signed messages of one community with increasing timestamps."""
+
+    def __init__(self, community_key: Ed25519PrivateKey, start: int = NOW - 3_600_000) -> None:
+        self.community_key = community_key
+        self.community = signing.public_key_bytes(community_key)
+        self._ts = itertools.count(start, 1_000)
+
+    def make(
+        self,
+        kind: str,
+        fields: dict[str, Any],
+        *,
+        refs: tuple[bytes, ...] = (),
+        key: Ed25519PrivateKey | None = None,
+        ts: int | None = None,
+    ) -> Message:
+        return create_message(
+            key or self.community_key,
+            kind=kind,
+            community=self.community,
+            ts=next(self._ts) if ts is None else ts,
+            fields=fields,
+            refs=refs,
+        )
+
+    def topic(self, title: str = "Schools", **kw: Any) -> Message:
+        fields = {
+            "title": title,
+            "text": f"What should we do about {title.lower()}?",
+            "lang": "en",
+            "tags": ["education"],
+            "scope": "local",
+        }
+        return self.make("topic", fields, **kw)
+
+    def comment(self, target: bytes, text: str = "I agree.", **kw: Any) -> Message:
+        return self.make("comment", {"text": text, "lang": "en"}, refs=(target,), **kw)
+
+    def erase(self, target: bytes, **kw: Any) -> Message:
+        return self.make("erase", {}, refs=(target,), **kw)
+
+
+@pytest.fixture
+def community_key() -> Ed25519PrivateKey:
+    return seeded_key(1)
+
+
+@pytest.fixture
+def factory(community_key: Ed25519PrivateKey) -> Factory:
+    return Factory(community_key)
+
+
+@pytest.fixture
+def tmp_node(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "node"
