@@ -7,9 +7,14 @@ from aiohttp import web
 from storage.store import Store
 
 from .folder import NodeConfig
+from .peers import PeerManager
+from .syncer import Ingestor, ItemCache
 
-__all__ = ["COMMUNITY_ID", "CONFIG", "STORE"]
+__all__ = ["CACHE", "COMMUNITY_ID", "CONFIG", "INGESTOR", "PEERS", "STORE"]
 
 CONFIG = web.AppKey("config", NodeConfig)
-STORE = web.AppKey("store", Store)
 COMMUNITY_ID = web.AppKey("community_id", bytes)
+STORE = web.AppKey("store", Store)
+INGESTOR = web.AppKey("ingestor", Ingestor)
+CACHE = web.AppKey("item_cache", ItemCache)
+PEERS = web.AppKey("peers", PeerManager)

@@ -7,25 +7,29 @@ saying why, and nothing already stored is touched.
 
 from __future__ import annotations
 
+import asyncio
 import html
 from typing import Any
 
 from aiohttp import web
 from sqlite_utils import Database
 
+from protocol.errors import ReconcileError
 from protocol.messages import VERSION
+from protocol.reconcile import DEFAULT_FRAME_SIZE_LIMIT, Negentropy
 from storage import messages as store_fns
+from storage import peers as peer_fns
 
 from . import wire
-from .appkeys import COMMUNITY_ID, CONFIG, STORE
-from .clock import now_ms
+from .appkeys import CACHE, COMMUNITY_ID, CONFIG, INGESTOR, PEERS, STORE
 
-__all__ = ["MAX_FETCH_RESPONSE_BYTES", "fetch", "info", "push", "status_page"]
+__all__ = ["fetch", "info", "push", "reconcile", "status_page"]
 
 OCTETS = "application/octet-stream"
 MSGPACK = "application/msgpack"
-#: A fetch answer stops before this many bytes; the client asks again for the rest.
-MAX_FETCH_RESPONSE_BYTES = 8 * 1024 * 1024
+#: A reconcile message larger than this is refused (a frame is at most 60,000 bytes
+#: by default; a peer without a frame limit may send more, up to this).
+MAX_RECONCILE_REQUEST = 4 * 1024 * 1024
 
 
 def _bad_request(reason: str) -> web.HTTPBadRequest:
@@ -48,6 +52,7 @@ async def _info(request: web.Request) -> dict[str, Any]:
         "name": app[CONFIG].name,
         "protocol": VERSION,
         "communities": await app[STORE].read(_communities),
+        "syncing": [p.as_json() for p in app[PEERS].progress.values()],
     }
 
 
@@ -85,11 +90,34 @@ async def fetch(request: web.Request) -> web.Response:
     for raw in raws:
         if raw is None:
             continue
-        if size + len(raw) > MAX_FETCH_RESPONSE_BYTES and out:
+        if size + len(raw) > wire.MAX_FETCH_RESPONSE_BYTES and out:
             break
         out.append(raw)
         size += len(raw)
     return web.Response(body=wire.join_messages(out), content_type=MSGPACK)
+
+
+async def reconcile(request: web.Request) -> web.Response:
+    app = request.app
+    try:
+        community = bytes.fromhex(request.match_info["community"])
+    except ValueError:
+        community = b""
+    if len(community) != 32:
+        raise _bad_request("community must be 64 hex characters")
+    held = await app[STORE].read(peer_fns.held_communities, app[COMMUNITY_ID])
+    if community not in held:
+        raise web.HTTPNotFound(text="Error: this node does not hold that community\n")
+    body = await request.read()
+    if len(body) > MAX_RECONCILE_REQUEST:
+        raise _bad_request("reconcile message too large")
+    items = await app[CACHE].get(community)
+    session = Negentropy(items, frame_size_limit=DEFAULT_FRAME_SIZE_LIMIT)
+    try:
+        answer = await asyncio.to_thread(session.reconcile, body)
+    except ReconcileError as exc:
+        raise _bad_request(f"reconcile: {exc}") from exc
+    return web.Response(body=answer, content_type=OCTETS)
 
 
 async def push(request: web.Request) -> web.Response:
@@ -97,6 +125,6 @@ async def push(request: web.Request) -> web.Response:
         raws = wire.split_messages(await request.read())
     except wire.WireError as exc:
         raise _bad_request(str(exc)) from exc
-    results = await request.app[STORE].write(store_fns.ingest, raws, now_ms=now_ms())
+    results = await request.app[INGESTOR].ingest(raws)
     codes = [r.result.value for r in results]
     return web.Response(body=wire.encode_list(codes), content_type=MSGPACK)

@@ -14,6 +14,7 @@ from protocol.messages import MAX_MESSAGE, StreamDecoder
 
 __all__ = [
     "MAX_FETCH_IDS",
+    "MAX_FETCH_RESPONSE_BYTES",
     "MAX_PUSH_MESSAGES",
     "WireError",
     "array_header",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 MAX_FETCH_IDS = 5_000
+#: A fetch answer stops before this many bytes; the client asks again for the rest.
+MAX_FETCH_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_PUSH_MESSAGES = 5_000
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "Checked",
     "IngestResult",
     "VerifyReport",
+    "check_all",
     "check_batch",
     "count_messages",
     "get_raw",
@@ -37,6 +38,7 @@ __all__ = [
     "set_hash",
     "stats",
     "store_checked",
+    "total_size",
     "verify_store",
 ]
 
@@ -50,6 +52,7 @@ class IngestResult:
     result: Result
     id: bytes | None
     detail: str = ""
+    community: bytes | None = None
 
     def as_json(self, index: int) -> dict[str, Any]:
         return {
@@ -59,7 +62,8 @@ class IngestResult:
         }
 
 
-def _check_all(raws: Sequence[bytes], now_ms: int) -> list[Checked]:
+def check_all(raws: Sequence[bytes], now_ms: int) -> list[Checked]:
+    """Like :func:`check_batch`, with positional arguments for ``Executor.submit``."""
     out: list[Checked] = []
     for raw in raws:
         try:
@@ -69,22 +73,9 @@ def _check_all(raws: Sequence[bytes], now_ms: int) -> list[Checked]:
     return out
 
 
-def check_batch(
-    raws: Sequence[bytes], *, now_ms: int, pool: Executor | None = None, workers: int = 2
-) -> list[Checked]:
-    """Decode and check each message; a failure is returned, never raised.
-
-    With a thread ``pool`` the batch is split among ``workers`` threads: Ed25519
-    verification releases the GIL (libsodium and OpenSSL both), so checking uses the
-    other cores while the writer inserts the previous batch.
-    """
-    if pool is None or workers < 2 or len(raws) < 64:
-        return _check_all(raws, now_ms)
-    step = -(-len(raws) // workers)
-    parts = pool.map(
-        _check_all, [raws[i : i + step] for i in range(0, len(raws), step)], [now_ms] * workers
-    )
-    return [item for part in parts for item in part]
+def check_batch(raws: Sequence[bytes], *, now_ms: int) -> list[Checked]:
+    """Decode and check each message; a failure is returned, never raised."""
+    return check_all(raws, now_ms)
 
 
 _INSERT = (
@@ -170,21 +161,21 @@ def store_checked(db: Database, checked: Sequence[Checked], *, now_ms: int) -> l
             row = conn.execute("SELECT has_body FROM messages WHERE id = ?", (m.id,)).fetchone()
             if row is not None:
                 if row[0] or m.body is None:
-                    results.append(IngestResult(Result.DUPLICATE, m.id))
+                    results.append(IngestResult(Result.DUPLICATE, m.id, community=m.community))
                 elif _erased_by(conn, m.id, m.author):
-                    results.append(IngestResult(Result.ERASED, m.id))
+                    results.append(IngestResult(Result.ERASED, m.id, community=m.community))
                 else:
                     conn.execute(
                         "UPDATE messages SET raw = ?, has_body = 1 WHERE id = ?", (m.raw, m.id)
                     )
-                    results.append(IngestResult(Result.OK, m.id, "body filled in"))
+                    results.append(IngestResult(Result.OK, m.id, "body filled in", m.community))
                 continue
             if m.body is not None and _erased_by(conn, m.id, m.author):
                 _insert(conn, m.skeleton(), now_ms)
-                results.append(IngestResult(Result.ERASED, m.id))
+                results.append(IngestResult(Result.ERASED, m.id, community=m.community))
             else:
                 _insert(conn, m, now_ms)
-                results.append(IngestResult(Result.OK, m.id))
+                results.append(IngestResult(Result.OK, m.id, community=m.community))
             if m.kind == "erase":
                 _apply_erase(conn, m)
     return results
@@ -214,7 +205,7 @@ def ingest_batches(
         step = max(1, -(-len(batch) // workers))
         now = now_ms()
         return [
-            pool.submit(_check_all, batch[i : i + step], now) for i in range(0, len(batch), step)
+            pool.submit(check_all, batch[i : i + step], now) for i in range(0, len(batch), step)
         ]
 
     pending: list[Future[list[Checked]]] | None = None
@@ -241,6 +232,20 @@ def get_raw(db: Database, ids: Sequence[bytes]) -> list[bytes | None]:
         ):
             found[message_id] = raw
     return [found.get(i) for i in ids]
+
+
+def total_size(db: Database, ids: Sequence[bytes]) -> int:
+    """How many bytes the stored messages of ``ids`` take (what a push would send)."""
+    total = 0
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        row = db.execute(
+            f"SELECT coalesce(sum(length(raw)), 0) FROM messages WHERE id IN ({marks})",  # noqa: S608
+            chunk,
+        ).fetchone()
+        total += int(row[0])
+    return total
 
 
 def has_ids(db: Database, ids: Iterable[bytes]) -> set[bytes]:

@@ -67,3 +67,48 @@ def m001_messages(db: Database) -> None:
     )
     # Local-only node settings (never synced).
     db.table("settings").create({"key": str, "value": str}, pk="key", strict=True)
+
+
+@migrations()
+def m002_peers_and_follows(db: Database) -> None:
+    # Per-community newest arrival: tells the in-memory reconciliation cache whether it
+    # is stale, in O(log n), whichever process wrote.
+    db.table("messages").create_index(["community", "seq"], index_name="messages_community_seq")
+    # Communities this node holds besides its own (local-only, never synced).
+    db.table("follows").create(
+        {"community": bytes, "added_at": int, "via": str},
+        pk="community",
+        not_null={"added_at", "via"},
+        strict=True,
+    )
+    # Peers: other nodes this one syncs with. community is pinned when the peer is
+    # added; a peer that later presents another id is refused.
+    db.table("peers").create(
+        {
+            "url": str,
+            "community": bytes,
+            "name": str,
+            "kind": str,  # manual | lan
+            "added_at": int,
+            "last_attempt": int,
+            "last_success": int,
+            "state": str,  # new | ok | failing | refused
+            "last_error": str,
+            "failures": int,
+            "next_attempt": int,
+            "received": int,
+            "sent": int,
+        },
+        pk="url",
+        not_null={"kind", "added_at", "state", "failures", "next_attempt", "received", "sent"},
+        defaults={
+            "state": "new",
+            "failures": 0,
+            "next_attempt": 0,
+            "received": 0,
+            "sent": 0,
+            "name": "",
+            "last_error": "",
+        },
+        strict=True,
+    )

@@ -1,0 +1,204 @@
+"""The peer manager: keeps this node in sync with its peers.
+
+- every peer is synced on an interval (all communities both hold), with exponential
+  backoff after failures (5 s doubling to 30 min; ``storage.peers.backoff_ms``);
+- a message that is new to this node (posted here, pushed or fetched) is pushed to
+  every other peer at once; the periodic reconcile repairs anything a push missed;
+- a peer whose community id differs from the one pinned when it was added is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aiohttp
+
+from storage import peers as peer_fns
+from storage.store import Store
+
+from .clock import now_ms
+from .sync_client import PeerClient, SyncError
+from .syncer import Ingestor, ItemCache, SyncProgress, SyncReport, sync_with_peer
+
+__all__ = ["DEFAULT_INTERVAL", "PeerManager"]
+
+log = logging.getLogger("fora.peers")
+
+#: Seconds between two full syncs with a healthy peer.
+DEFAULT_INTERVAL = 60.0
+LIVE_PUSH_BATCH = 500
+
+
+class PeerManager:
+    def __init__(
+        self,
+        store: Store,
+        ingestor: Ingestor,
+        cache: ItemCache,
+        own_community: bytes,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+    ) -> None:
+        self.store = store
+        self.ingestor = ingestor
+        self.cache = cache
+        self.own = own_community
+        self.interval = interval
+        self.session: aiohttp.ClientSession | None = None
+        self.progress: dict[str, SyncProgress] = {}
+        self._wake = asyncio.Event()
+        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._push_queue: asyncio.Queue[tuple[list[bytes], str | None]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[Any]] = []
+        ingestor.listeners.append(self._on_new_messages)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=60, sock_connect=10),
+            connector=aiohttp.TCPConnector(limit=16),
+        )
+        self._tasks = [
+            asyncio.create_task(self._scheduler(), name="fora-peer-scheduler"),
+            asyncio.create_task(self._pusher(), name="fora-live-push"),
+        ]
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *self._running.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.session is not None:
+            await self.session.close()
+
+    def wake(self) -> None:
+        """Look at the peer list again now (a peer was added, or a sync is wanted)."""
+        self._wake.set()
+
+    # -- peers -----------------------------------------------------------------------
+
+    async def add(self, url: str, kind: str = "manual") -> peer_fns.Peer:
+        """Contact ``url``, pin its community id, follow its community, sync soon."""
+        assert self.session is not None
+        info = await PeerClient(self.session, url).info()
+        if info["community"] == self.own:
+            raise SyncError(f"{url} is this node's own community")
+        peer = await self.store.write(
+            peer_fns.add_peer, url, info["community"], info["name"], kind, now_ms=now_ms()
+        )
+        self.wake()
+        return peer
+
+    async def sync_now(self, url: str) -> SyncReport:
+        assert self.session is not None
+        peer = await self.store.read(peer_fns.get_peer, url)
+        if peer is None:
+            raise SyncError(f"{url} is not a peer")
+        return await self._sync(peer)
+
+    async def _sync(self, peer: peer_fns.Peer) -> SyncReport:
+        assert self.session is not None
+        progress = SyncProgress(peer.url)
+        self.progress[peer.url] = progress
+        client = PeerClient(self.session, peer.url)
+        try:
+            report = await sync_with_peer(
+                client,
+                self.store,
+                self.cache,
+                self.ingestor,
+                self.own,
+                pinned=peer.community,
+                progress=progress,
+            )
+        except peer_fns.PeerRefused as exc:
+            await self.store.write(
+                peer_fns.record_failure, peer.url, str(exc), now_ms=now_ms(), refused=True
+            )
+            log.warning("peer refused: %s", exc)
+            raise
+        except SyncError as exc:
+            delay = await self.store.write(
+                peer_fns.record_failure, peer.url, str(exc), now_ms=now_ms()
+            )
+            log.info("sync with %s failed (%s); next try in %.0f s", peer.url, exc, delay / 1000)
+            raise
+        finally:
+            self.progress.pop(peer.url, None)
+        await self.store.write(
+            peer_fns.record_success,
+            peer.url,
+            now_ms=now_ms(),
+            received=report.received,
+            sent=report.sent,
+            interval_ms=int(self.interval * 1000),
+        )
+        if report.received or report.sent:
+            log.info("synced with %s: received %d, sent %d", peer.url, report.received, report.sent)
+        return report
+
+    async def _scheduler(self) -> None:
+        while True:
+            peers = await self.store.read(peer_fns.list_peers)
+            now = now_ms()
+            next_due = now + int(self.interval * 1000)
+            for peer in peers:
+                if peer.url in self._running:
+                    continue
+                if peer.state == "refused":
+                    continue
+                if peer.next_attempt <= now:
+                    task = asyncio.create_task(self._sync_quietly(peer))
+                    self._running[peer.url] = task
+                    task.add_done_callback(lambda _t, url=peer.url: self._running.pop(url, None))
+                else:
+                    next_due = min(next_due, peer.next_attempt)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.05, (next_due - now) / 1000))
+
+    async def _sync_quietly(self, peer: peer_fns.Peer) -> None:
+        with contextlib.suppress(SyncError, peer_fns.PeerRefused):
+            await self._sync(peer)
+        self.wake()
+
+    # -- live push -------------------------------------------------------------------
+
+    def _on_new_messages(self, raws: list[bytes], source: str | None) -> None:
+        self._push_queue.put_nowait((raws, source))
+
+    async def _pusher(self) -> None:
+        assert self.session is not None
+        while True:
+            raws, source = await self._push_queue.get()
+            # Coalesce whatever else is waiting into the same pushes.
+            while not self._push_queue.empty() and len(raws) < LIVE_PUSH_BATCH:
+                more, more_source = self._push_queue.get_nowait()
+                if more_source != source:
+                    await self._push_to_all(raws, source)
+                    raws, source = more, more_source
+                else:
+                    raws = raws + more
+            await self._push_to_all(raws, source)
+
+    async def _push_to_all(self, raws: list[bytes], source: str | None) -> None:
+        assert self.session is not None
+        peers = await self.store.read(peer_fns.list_peers)
+        targets = [p for p in peers if p.url != source and p.state != "refused"]
+
+        async def push(peer: peer_fns.Peer) -> None:
+            client = PeerClient(self.session, peer.url, timeout=10.0)  # type: ignore[arg-type]
+            try:
+                for start in range(0, len(raws), LIVE_PUSH_BATCH):
+                    await client.push(raws[start : start + LIVE_PUSH_BATCH])
+            except SyncError as exc:
+                # Not fatal: the next reconcile with this peer repairs it.
+                log.debug("live push to %s failed: %s", peer.url, exc)
+
+        await asyncio.gather(*(push(p) for p in targets))

@@ -1,0 +1,295 @@
+"""Syncing with peers: reconcile, fetch what we lack, push what they lack.
+
+:class:`Ingestor` is the one way messages enter a running node (push handler, fetches,
+local posts): it checks on worker threads, writes on the store's writer thread, keeps
+the reconciliation cache fresh and tells listeners (live push) what is new.
+
+:func:`sync_with_peer` is one full two-way sync of every community both nodes hold;
+the peer manager runs it on an interval with backoff, ``fora sync`` runs it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol.errors import Result
+from protocol.reconcile import DEFAULT_FRAME_SIZE_LIMIT, Negentropy, VectorStore
+from storage import items as item_fns
+from storage import messages as store_fns
+from storage import peers as peer_fns
+from storage.messages import IngestResult
+from storage.store import Store
+
+from .clock import now_ms
+from .sync_client import PeerClient, SyncError
+
+__all__ = [
+    "FETCH_BATCH",
+    "PUSH_BATCH",
+    "Ingestor",
+    "ItemCache",
+    "SyncProgress",
+    "SyncReport",
+    "sync_with_peer",
+]
+
+log = logging.getLogger("fora.sync")
+
+FETCH_BATCH = 1_000
+PUSH_BATCH = 1_000
+CHECK_THREADS = 2
+
+
+class ItemCache:
+    """One :class:`VectorStore` per community, rebuilt when the community changed.
+
+    Items are only ever added, so the community's newest arrival number tells whether
+    a cached store is current, whichever process wrote to the database.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cached: dict[bytes, tuple[int, VectorStore]] = {}
+        self._locks: dict[bytes, asyncio.Lock] = {}
+
+    async def get(self, community: bytes) -> VectorStore:
+        lock = self._locks.setdefault(community, asyncio.Lock())
+        async with lock:
+            seq = await self.store.read(item_fns.last_seq, community)
+            cached = self._cached.get(community)
+            if cached is not None and cached[0] == seq:
+                return cached[1]
+
+            def build(db: Any) -> tuple[int, VectorStore]:
+                # Read the sequence number first: a message arriving meanwhile makes
+                # the next call rebuild rather than be missed.
+                current = item_fns.last_seq(db, community)
+                return current, VectorStore(item_fns.load_items(db, community))
+
+            fresh = await self.store.read(build)
+            self._cached[community] = fresh
+            return fresh[1]
+
+
+Listener = Callable[[list[bytes], str | None], None]
+
+
+class Ingestor:
+    """Check on worker threads, store on the writer thread, then tell listeners."""
+
+    def __init__(self, store: Store, threads: int = CHECK_THREADS) -> None:
+        self.store = store
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="fora-check")
+        self.listeners: list[Listener] = []
+
+    async def ingest(self, raws: Sequence[bytes], source: str | None = None) -> list[IngestResult]:
+        if not raws:
+            return []
+        loop = asyncio.get_running_loop()
+        now = now_ms()
+        step = max(64, -(-len(raws) // self.threads))
+        parts = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._pool, store_fns.check_all, raws[i : i + step], now)
+                for i in range(0, len(raws), step)
+            )
+        )
+        checked = [item for part in parts for item in part]
+        results = await self.store.write(store_fns.store_checked, checked, now_ms=now)
+        fresh = [
+            raw
+            for raw, result in zip(raws, results, strict=True)
+            if result.result is Result.OK and result.detail != "body filled in"
+        ]
+        if fresh:
+            for listener in self.listeners:
+                listener(fresh, source)
+        return results
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class SyncProgress:
+    """What a running sync is doing; shown in ``/sync/v1/info`` and by ``fora sync``."""
+
+    url: str
+    phase: str = "starting"
+    community: str = ""
+    to_fetch: int = 0
+    fetched: int = 0
+    bytes_received: int = 0
+    to_push: int = 0
+    pushed: int = 0
+    bytes_to_push: int = 0
+    bytes_pushed: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SyncReport:
+    url: str
+    peer_community: bytes
+    peer_name: str
+    communities: list[bytes] = field(default_factory=list)
+    received: int = 0
+    sent: int = 0
+    rejected: int = 0
+    round_trips: int = 0
+    reconcile_bytes: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "peer_community": self.peer_community.hex(),
+            "peer_name": self.peer_name,
+            "communities": [c.hex() for c in self.communities],
+            "received": self.received,
+            "sent": self.sent,
+            "rejected": self.rejected,
+            "round_trips": self.round_trips,
+            "reconcile_bytes": self.reconcile_bytes,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+        }
+
+
+async def reconcile_community(
+    client: PeerClient,
+    cache: ItemCache,
+    community: bytes,
+    frame_size_limit: int = DEFAULT_FRAME_SIZE_LIMIT,
+) -> tuple[list[bytes], list[bytes], int]:
+    """Run Negentropy as the initiator; return (have, need, reconcile bytes)."""
+    session = Negentropy(await cache.get(community), frame_size_limit=frame_size_limit)
+    message: bytes | None = session.initiate(whole_set_fingerprint=True)
+    have: list[bytes] = []
+    need: list[bytes] = []
+    wire_bytes = 0
+    rounds = 0
+    while message is not None:
+        rounds += 1
+        if rounds > 64:
+            raise SyncError("reconcile: no convergence after 64 rounds")
+        reply = await client.reconcile(community, message)
+        wire_bytes += len(message) + len(reply)
+        step = await asyncio.to_thread(session.reconcile_client, reply)
+        have.extend(step.have_ids)
+        need.extend(step.need_ids)
+        message = step.message
+    return have, need, wire_bytes
+
+
+async def sync_with_peer(
+    client: PeerClient,
+    store: Store,
+    cache: ItemCache,
+    ingestor: Ingestor,
+    own_community: bytes,
+    *,
+    pinned: bytes | None = None,
+    progress: SyncProgress | None = None,
+    on_progress: Callable[[SyncProgress], None] | None = None,
+) -> SyncReport:
+    """One full two-way sync with the peer behind ``client``.
+
+    Raises :class:`SyncError` (network, bad answers) and
+    :class:`storage.peers.PeerRefused` when the peer's community id is not ``pinned``.
+    """
+    progress = progress or SyncProgress(client.url)
+
+    def tick(**changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(progress, key, value)
+        if on_progress is not None:
+            on_progress(progress)
+
+    info = await client.info()
+    if pinned is not None and info["community"] != pinned:
+        raise peer_fns.PeerRefused(
+            f"{client.url} presents community {info['community'].hex()}, pinned {pinned.hex()}"
+        )
+    report = SyncReport(client.url, info["community"], info["name"])
+    ours = set(await store.read(peer_fns.held_communities, own_community))
+    theirs = {community for community, _ in info["communities"]}
+    for community in sorted(ours & theirs):
+        report.communities.append(community)
+        tick(phase="reconciling", community=community.hex())
+        have, need, wire_bytes = await reconcile_community(client, cache, community)
+        report.reconcile_bytes += wire_bytes
+        tick(phase="fetching", to_fetch=progress.to_fetch + len(need))
+        await _fetch(client, ingestor, need, report, progress, tick)
+        bytes_to_push = await store.read(store_fns.total_size, have)
+        tick(
+            phase="pushing",
+            to_push=progress.to_push + len(have),
+            bytes_to_push=progress.bytes_to_push + bytes_to_push,
+        )
+        await _push(client, store, have, report, progress, tick)
+    tick(phase="done")
+    report.round_trips = client.round_trips
+    report.bytes_sent = client.bytes_sent
+    report.bytes_received = client.bytes_received
+    return report
+
+
+async def _fetch(
+    client: PeerClient,
+    ingestor: Ingestor,
+    need: list[bytes],
+    report: SyncReport,
+    progress: SyncProgress,
+    tick: Callable[..., None],
+) -> None:
+    queue = list(need)
+    while queue:
+        batch, queue = queue[:FETCH_BATCH], queue[FETCH_BATCH:]
+        raws = await client.fetch(batch)
+        if not raws:
+            raise SyncError("fetch: the peer sent none of the messages asked for")
+        results = await ingestor.ingest(raws, source=client.url)
+        got = {r.id for r in results if r.id is not None}
+        report.received += sum(1 for r in results if r.result is Result.OK)
+        report.rejected += sum(1 for r in results if not r.result.accepted)
+        # A fetch answer may stop short (size cap): ask again for the rest.
+        missing = [i for i in batch if i not in got]
+        if len(missing) < len(batch):
+            queue = missing + queue
+        elif missing:
+            raise SyncError("fetch: the peer answered with other messages than asked")
+        tick(
+            fetched=progress.fetched + len(raws),
+            bytes_received=progress.bytes_received + sum(len(r) for r in raws),
+        )
+
+
+async def _push(
+    client: PeerClient,
+    store: Store,
+    have: list[bytes],
+    report: SyncReport,
+    progress: SyncProgress,
+    tick: Callable[..., None],
+) -> None:
+    for start in range(0, len(have), PUSH_BATCH):
+        batch = have[start : start + PUSH_BATCH]
+        raws = [raw for raw in await store.read(store_fns.get_raw, batch) if raw is not None]
+        if not raws:
+            continue
+        codes = await client.push(raws)
+        report.sent += sum(1 for code in codes if code == "ok")
+        tick(
+            pushed=progress.pushed + len(raws),
+            bytes_pushed=progress.bytes_pushed + sum(len(r) for r in raws),
+        )

@@ -1,0 +1,27 @@
+"""Reconciliation items: one community's (ts // 1000, id) pairs in Negentropy order."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+
+__all__ = ["last_seq", "load_items"]
+
+
+def load_items(db: Database, community: bytes) -> list[tuple[int, bytes]]:
+    """Every message of ``community`` held (skeletons included) as (seconds, id),
+    sorted by seconds then id: read straight off the ``messages_reconcile`` index."""
+    return [
+        (sec, message_id)
+        for sec, message_id in db.execute(
+            "SELECT sec, id FROM messages INDEXED BY messages_reconcile"
+            " WHERE community = ? ORDER BY sec, id",
+            (community,),
+        )
+    ]
+
+
+def last_seq(db: Database, community: bytes) -> int:
+    """The arrival number of the community's newest message (0 when none): items only
+    ever get added, so an unchanged number means an unchanged item set."""
+    row = db.execute("SELECT max(seq) FROM messages WHERE community = ?", (community,)).fetchone()
+    return int(row[0] or 0)
