@@ -129,7 +129,8 @@ class ClientStep:
 
     ``message`` is the next message to send, or ``None`` when reconciliation is
     complete. ``have_ids``: ids we hold that the peer lacks (push them); ``need_ids``:
-    ids the peer holds that we lack (fetch them). Each step reports new ids only.
+    ids the peer holds that we lack (fetch them). Each id is reported once per session
+    (with a frame limit the reference protocol can revisit a settled range).
     """
 
     message: bytes | None
@@ -210,6 +211,9 @@ class Negentropy:
         self._state = State.IDLE
         self._last_in = 0
         self._last_out = 0
+        # Ids already reported to the initiator's caller: with a frame limit the
+        # reference can revisit a settled range, and each id should be reported once.
+        self._reported: set[bytes] = set()
 
     @property
     def state(self) -> State:
@@ -260,11 +264,19 @@ class Negentropy:
         the next message (``None`` once done)."""
         self._check(Event.REPLY)
         answer, have, need = self._run(message, initiator=True)
+        new_have = tuple(self._first_report(have))
+        new_need = tuple(self._first_report(need))
         if len(answer) == 1:
             self._transition(Event.FINISH)
-            return ClientStep(None, tuple(have), tuple(need))
+            return ClientStep(None, new_have, new_need)
         self._transition(Event.REPLY)
-        return ClientStep(answer, tuple(have), tuple(need))
+        return ClientStep(answer, new_have, new_need)
+
+    def _first_report(self, ids: list[bytes]) -> list[bytes]:
+        reported = self._reported
+        fresh = [item_id for item_id in ids if item_id not in reported]
+        reported.update(fresh)
+        return fresh
 
     # Processing one message
 
