@@ -55,6 +55,7 @@ __all__ = [
     "MAX_U64",
     "MIN_FRAME_SIZE_LIMIT",
     "PROTOCOL_VERSION",
+    "TRANSITIONS",
     "Bound",
     "ClientStep",
     "Event",
