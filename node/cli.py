@@ -7,6 +7,7 @@ Every command takes the node folder (DIR) first. Library errors become one
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -26,6 +27,7 @@ from storage.messages import IngestResult, ingest_batches, iter_raw, stats, veri
 from .clock import now_ms
 from .folder import NodeConfig, NodeError, default_dir, load_config, read_key, write_key
 from .publish import init_node, publish
+from .sync_client import SyncError
 
 __all__ = ["main"]
 
@@ -281,6 +283,193 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _community_arg(text: str) -> bytes:
+    try:
+        return _hex_id(text)
+    except argparse.ArgumentTypeError as exc:
+        raise NodeError(f"community id: {exc}") from exc
+
+
+async def _with_node(directory: str, fn: Callable[..., Any]) -> Any:
+    """Run ``fn(config, store, community)`` with the node's store open (off the loop)."""
+    from storage.store import Store
+
+    config = load_config(directory)
+    community = signing.public_key_bytes(read_key(config.key_path))
+    store = await Store.open(config.db_path)
+    try:
+        return await fn(config, store, community)
+    finally:
+        await store.close()
+
+
+def cmd_peer_add(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from storage import peers as peer_fns
+
+    from .sync_client import PeerClient
+
+    async def add(config: NodeConfig, store: Any, community: bytes) -> Any:
+        async with aiohttp.ClientSession() as session:
+            info = await PeerClient(session, args.url).info()
+        if info["community"] == community:
+            raise NodeError(f"{args.url} is this node's own community")
+        return await store.write(
+            peer_fns.add_peer, args.url, info["community"], info["name"], "manual", now_ms=now_ms()
+        )
+
+    try:
+        peer = asyncio.run(_with_node(args.dir, add))
+    except (SyncError, peer_fns.PeerRefused) as exc:
+        raise NodeError(str(exc)) from exc
+    print(f"peer {peer.url}: {peer.name} (community {peer.community.hex()}), following it")
+    return 0
+
+
+def cmd_peer_list(args: argparse.Namespace) -> int:
+    from storage import peers as peer_fns
+
+    _, db = _open_node(args.dir)
+    try:
+        peers = peer_fns.list_peers(db)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps([p.as_json() for p in peers], indent=2))
+        return 0
+    if not peers:
+        print("no peers (add one with: fora peer add DIR URL)")
+    for p in peers:
+        last = _when(p.last_success)
+        print(
+            f"{p.url}  {p.name}  [{p.kind}] state={p.state} last sync={last}"
+            f" received={p.received} sent={p.sent}"
+        )
+        if p.last_error:
+            print(f"    last error: {p.last_error}")
+    return 0
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "never"
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def cmd_peer_remove(args: argparse.Namespace) -> int:
+    from storage import peers as peer_fns
+
+    _, db = _open_node(args.dir)
+    try:
+        removed = peer_fns.remove_peer(db, args.url)
+    finally:
+        db.close()
+    if not removed:
+        raise NodeError(f"{args.url} is not a peer")
+    print(f"removed peer {args.url}")
+    return 0
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    from storage import peers as peer_fns
+
+    community = _community_arg(args.community)
+    _, db = _open_node(args.dir)
+    try:
+        added = peer_fns.follow(db, community, via="fora follow", now_ms=now_ms())
+    finally:
+        db.close()
+    print(("now following " if added else "already following ") + community.hex())
+    return 0
+
+
+def cmd_unfollow(args: argparse.Namespace) -> int:
+    from storage import peers as peer_fns
+
+    community = _community_arg(args.community)
+    _, db = _open_node(args.dir)
+    try:
+        removed = peer_fns.unfollow(db, community)
+    finally:
+        db.close()
+    if not removed:
+        raise NodeError(f"not following {community.hex()}")
+    print(f"no longer following {community.hex()} (its messages stay stored)")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    import aiohttp
+    from tqdm import tqdm
+
+    from storage import peers as peer_fns
+
+    from .sync_client import PeerClient
+    from .syncer import Ingestor, ItemCache, SyncProgress, sync_with_peer
+
+    bars: dict[str, Any] = {}
+    quiet = args.json or (not sys.stderr.isatty() and not args.progress)
+
+    def on_progress(p: SyncProgress) -> None:
+        if quiet:
+            return
+        if p.to_fetch and "fetch" not in bars:
+            bars["fetch"] = tqdm(total=p.to_fetch, desc="receiving", unit="msg", file=sys.stderr)
+        if "fetch" in bars:
+            bar = bars["fetch"]
+            bar.total = p.to_fetch
+            bar.update(p.fetched - bar.n)
+            bar.set_postfix_str(f"{p.bytes_received / 1e6:.1f} MB", refresh=False)
+        if p.to_push and "push" not in bars:
+            bars["push"] = tqdm(total=p.to_push, desc="sending  ", unit="msg", file=sys.stderr)
+        if "push" in bars:
+            bar = bars["push"]
+            bar.total = p.to_push
+            bar.update(p.pushed - bar.n)
+            bar.set_postfix_str(
+                f"{p.bytes_pushed / 1e6:.1f} of {p.bytes_to_push / 1e6:.1f} MB", refresh=False
+            )
+
+    async def run(config: NodeConfig, store: Any, community: bytes) -> Any:
+        peer = await store.read(peer_fns.get_peer, args.url)
+        ingestor = Ingestor(store)
+        try:
+            async with aiohttp.ClientSession() as session:
+                client = PeerClient(session, args.url)
+                return await sync_with_peer(
+                    client,
+                    store,
+                    ItemCache(store),
+                    ingestor,
+                    community,
+                    pinned=peer.community if peer else None,
+                    progress=SyncProgress(args.url),
+                    on_progress=on_progress,
+                )
+        finally:
+            ingestor.close()
+            for bar in bars.values():
+                bar.close()
+
+    try:
+        report = asyncio.run(_with_node(args.dir, run))
+    except (SyncError, peer_fns.PeerRefused) as exc:
+        raise NodeError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(
+            f"synced with {report.peer_name} ({args.url}): {len(report.communities)}"
+            f" communities, received {report.received}, sent {report.sent},"
+            f" rejected {report.rejected}; {report.round_trips} round trips,"
+            f" {report.bytes_received:,} bytes in, {report.bytes_sent:,} bytes out"
+        )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
@@ -289,7 +478,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.host = args.host
     if args.port is not None:
         config.port = args.port
-    serve(config)
+    serve(config, sync_interval=args.interval)
     return 0
 
 
@@ -413,6 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", help="address to listen on (default from config: 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default from config: 8470)")
+    p.add_argument("--interval", type=float, default=60.0, help="seconds between peer syncs")
 
     p = command(
         "demo", cmd_demo, "Start demo communities with sample content.", "fora demo --dir ./demo"

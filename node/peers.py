@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from typing import Any
 
 import aiohttp
 
+from storage import messages as store_fns
 from storage import peers as peer_fns
 from storage.store import Store
 
@@ -30,6 +32,10 @@ log = logging.getLogger("fora.peers")
 #: Seconds between two full syncs with a healthy peer.
 DEFAULT_INTERVAL = 60.0
 LIVE_PUSH_BATCH = 500
+#: How often the database is checked for messages written by other processes.
+TAIL_INTERVAL = 0.5
+#: How many recently ingested ids are remembered so the tail does not push them twice.
+ANNOUNCED_MEMORY = 200_000
 
 
 class PeerManager:
@@ -53,6 +59,8 @@ class PeerManager:
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._push_queue: asyncio.Queue[tuple[list[bytes], str | None]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._announced: deque[bytes] = deque()
+        self._announced_set: set[bytes] = set()
         ingestor.listeners.append(self._on_new_messages)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -65,6 +73,7 @@ class PeerManager:
         self._tasks = [
             asyncio.create_task(self._scheduler(), name="fora-peer-scheduler"),
             asyncio.create_task(self._pusher(), name="fora-live-push"),
+            asyncio.create_task(self._tail(), name="fora-tail"),
         ]
 
     async def stop(self) -> None:
@@ -170,8 +179,25 @@ class PeerManager:
 
     # -- live push -------------------------------------------------------------------
 
-    def _on_new_messages(self, raws: list[bytes], source: str | None) -> None:
+    def _on_new_messages(self, ids: list[bytes], raws: list[bytes], source: str | None) -> None:
+        self._announced.extend(ids)
+        self._announced_set.update(ids)
+        while len(self._announced) > ANNOUNCED_MEMORY:
+            self._announced_set.discard(self._announced.popleft())
         self._push_queue.put_nowait((raws, source))
+
+    async def _tail(self) -> None:
+        """Push messages that another process (``fora post``) wrote to the database."""
+        cursor = await self.store.read(store_fns.max_seq)
+        while True:
+            await asyncio.sleep(TAIL_INTERVAL)
+            rows = await self.store.read(store_fns.since_seq, cursor, LIVE_PUSH_BATCH)
+            if not rows:
+                continue
+            cursor = rows[-1][0]
+            raws = [raw for _, message_id, raw in rows if message_id not in self._announced_set]
+            if raws:
+                self._push_queue.put_nowait((raws, None))
 
     async def _pusher(self) -> None:
         assert self.session is not None

@@ -35,11 +35,13 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
     return runner
 
 
-def serve(config: NodeConfig) -> None:
+def serve(config: NodeConfig, *, sync_interval: float = 60.0) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     async def main() -> None:
-        runner = await start_site(create_app(config), config.host, config.port)
+        runner = await start_site(
+            create_app(config, sync_interval=sync_interval), config.host, config.port
+        )
         print(
             f"Fora node {config.name!r} on http://{config.host}:{config.port}/ (Ctrl-C stops)",
             flush=True,

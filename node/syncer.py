@@ -43,6 +43,8 @@ log = logging.getLogger("fora.sync")
 FETCH_BATCH = 1_000
 PUSH_BATCH = 1_000
 CHECK_THREADS = 2
+#: A first sync of 1,000,000 items takes about 550 rounds of 60 KB frames.
+MAX_RECONCILE_ROUNDS = 20_000
 
 
 class ItemCache:
@@ -76,7 +78,8 @@ class ItemCache:
             return fresh[1]
 
 
-Listener = Callable[[list[bytes], str | None], None]
+#: Told of messages new to this node: (ids, raws, the peer URL they came from or None).
+Listener = Callable[[list[bytes], list[bytes], str | None], None]
 
 
 class Ingestor:
@@ -103,13 +106,14 @@ class Ingestor:
         checked = [item for part in parts for item in part]
         results = await self.store.write(store_fns.store_checked, checked, now_ms=now)
         fresh = [
-            raw
+            (result.id, raw)
             for raw, result in zip(raws, results, strict=True)
-            if result.result is Result.OK and result.detail != "body filled in"
+            if result.result is Result.OK and result.id is not None
         ]
         if fresh:
+            ids, fresh_raws = [i for i, _ in fresh], [r for _, r in fresh]
             for listener in self.listeners:
-                listener(fresh, source)
+                listener(ids, fresh_raws, source)
         return results
 
     def close(self) -> None:
@@ -180,8 +184,8 @@ async def reconcile_community(
     rounds = 0
     while message is not None:
         rounds += 1
-        if rounds > 64:
-            raise SyncError("reconcile: no convergence after 64 rounds")
+        if rounds > MAX_RECONCILE_ROUNDS:
+            raise SyncError(f"reconcile: no convergence after {MAX_RECONCILE_ROUNDS} rounds")
         reply = await client.reconcile(community, message)
         wire_bytes += len(message) + len(reply)
         step = await asyncio.to_thread(session.reconcile_client, reply)

@@ -162,7 +162,9 @@ def create_message(
     """
     author = signing.public_key_bytes(key)
     body = pack(dict(fields))
-    payload = pack([VERSION, kind, community, author, ts, list(refs), hashlib.sha256(body).digest()])
+    payload = pack(
+        [VERSION, kind, community, author, ts, list(refs), hashlib.sha256(body).digest()]
+    )
     message_id = hashlib.sha256(payload).digest()
     raw = encode_envelope(payload, signing.sign(key, message_id), body)
     try:
@@ -327,6 +329,9 @@ class StreamDecoder:
                     break
                 except (ValueError, msgpack.UnpackException, RecursionError) as exc:
                     self._dead = Malformed(f"stream is not msgpack at offset {self._consumed}")
+                    self._dead.__cause__ = exc
+                    if out:  # hand over the values before the bad one; raise next time
+                        return out
                     raise self._dead from exc
                 end = self._unpacker.tell()
                 size = end - self._consumed
@@ -337,12 +342,16 @@ class StreamDecoder:
                 self._dead = Malformed(
                     f"value at offset {self._consumed} is over {self._max_item} bytes"
                 )
+                if out:
+                    return out
                 raise self._dead
         return out
 
     def close(self) -> None:
         """Declare the end of the stream; leftover bytes are a truncated value."""
-        if self._pending and self._dead is None:
+        if self._dead is not None:
+            raise self._dead
+        if self._pending:
             self._dead = Malformed(f"stream ends inside a value at offset {self._consumed}")
             raise self._dead
 

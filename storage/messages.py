@@ -35,7 +35,9 @@ __all__ = [
     "ingest",
     "ingest_batches",
     "iter_raw",
+    "max_seq",
     "set_hash",
+    "since_seq",
     "stats",
     "store_checked",
     "total_size",
@@ -275,6 +277,21 @@ def iter_raw(db: Database, community: bytes | None = None) -> Iterator[bytes]:
         )
     for (raw,) in cursor:
         yield raw
+
+
+def max_seq(db: Database) -> int:
+    """The arrival number of the newest message (0 when none)."""
+    return int(db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0])
+
+
+def since_seq(db: Database, seq: int, limit: int) -> list[tuple[int, bytes, bytes]]:
+    """(seq, id, raw) of messages that arrived after ``seq``, oldest first."""
+    return [
+        (row[0], row[1], row[2])
+        for row in db.execute(
+            "SELECT seq, id, raw FROM messages WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
+    ]
 
 
 def count_messages(db: Database, community: bytes | None = None) -> int:

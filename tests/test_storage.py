@@ -1,0 +1,169 @@
+"""The message store: ingest results, erasure, skeletons, export, verify, async access."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from protocol.errors import Result
+from storage.database import StorageError, open_database
+from storage.messages import (
+    count_messages,
+    get_raw,
+    ingest,
+    iter_raw,
+    set_hash,
+    stats,
+    verify_store,
+)
+from storage.store import Store
+
+from .conftest import NOW, Factory, seeded_key
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = open_database(tmp_path / "fora.db")
+    yield database
+    database.close()
+
+
+def codes(results: list) -> list[str]:
+    return [r.result.value for r in results]
+
+
+def test_schema_is_wal_and_strict(db: Database) -> None:
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert "STRICT" in db.table("messages").schema
+
+
+def test_ingest_is_idempotent(db: Database, factory: Factory) -> None:
+    topic = factory.topic()
+    assert codes(ingest(db, [topic.raw], now_ms=NOW)) == ["ok"]
+    assert codes(ingest(db, [topic.raw], now_ms=NOW)) == ["duplicate"]
+    assert codes(ingest(db, [topic.raw, topic.raw], now_ms=NOW)) == ["duplicate", "duplicate"]
+    assert count_messages(db) == 1
+
+
+def test_a_bad_message_never_stops_the_good_ones(db: Database, factory: Factory) -> None:
+    good = [factory.topic(f"T{i}").raw for i in range(3)]
+    batch = [good[0], b"\xc1garbage", good[1], good[1][:-1] + b"\x00", good[2]]
+    results = ingest(db, batch, now_ms=NOW)
+    assert codes(results) == ["ok", "malformed", "ok", results[3].result.value, "ok"]
+    assert results[3].result not in (Result.OK, Result.DUPLICATE)
+    assert count_messages(db) == 3
+    assert results[1].id is None and results[0].id is not None
+
+
+def test_export_is_byte_identical(db: Database, factory: Factory) -> None:
+    raws = [factory.topic(f"T{i}").raw for i in range(20)]
+    ingest(db, raws, now_ms=NOW)
+    assert list(iter_raw(db)) == raws
+    other = Factory(seeded_key(2))
+    foreign = other.topic().raw
+    ingest(db, [foreign], now_ms=NOW)
+    assert list(iter_raw(db, other.community)) == [foreign]
+
+
+def test_get_raw_keeps_order_and_gaps(db: Database, factory: Factory) -> None:
+    a, b = factory.topic("A"), factory.topic("B")
+    ingest(db, [a.raw, b.raw], now_ms=NOW)
+    assert get_raw(db, [b.id, bytes(32), a.id]) == [b.raw, None, a.raw]
+
+
+def test_set_hash_depends_only_on_the_set(tmp_path: Path, factory: Factory) -> None:
+    raws = [factory.topic(f"T{i}").raw for i in range(10)]
+    one, two = open_database(tmp_path / "1.db"), open_database(tmp_path / "2.db")
+    ingest(one, raws, now_ms=NOW)
+    ingest(two, list(reversed(raws)), now_ms=NOW)
+    assert set_hash(one) == set_hash(two)
+    ingest(two, [factory.topic("extra").raw], now_ms=NOW)
+    assert set_hash(one) != set_hash(two)
+    s = stats(one)
+    assert s["messages"] == 10 and s["communities"][factory.community.hex()]["kinds"] == {
+        "topic": 10
+    }
+
+
+def test_erase_after_target_drops_the_body(db: Database, factory: Factory) -> None:
+    topic = factory.topic()
+    ingest(db, [topic.raw], now_ms=NOW)
+    assert codes(ingest(db, [factory.erase(topic.id).raw], now_ms=NOW)) == ["ok"]
+    (raw,) = get_raw(db, [topic.id])
+    assert raw == topic.skeleton().raw
+    # A stale peer offers the full message again: the body does not come back.
+    assert codes(ingest(db, [topic.raw], now_ms=NOW)) == ["erased"]
+    assert get_raw(db, [topic.id]) == [topic.skeleton().raw]
+    assert verify_store(db).ok
+
+
+def test_erase_before_target(db: Database, factory: Factory) -> None:
+    topic = factory.topic()
+    ingest(db, [factory.erase(topic.id).raw], now_ms=NOW)
+    assert codes(ingest(db, [topic.raw], now_ms=NOW)) == ["erased"]
+    assert get_raw(db, [topic.id]) == [topic.skeleton().raw]
+
+
+def test_erase_by_someone_else_has_no_effect(db: Database, factory: Factory) -> None:
+    topic = factory.topic()
+    stranger_erase = factory.erase(topic.id, key=seeded_key(99))
+    ingest(db, [stranger_erase.raw, topic.raw], now_ms=NOW)
+    assert get_raw(db, [topic.id]) == [topic.raw]
+
+
+def test_skeleton_is_filled_in_when_the_body_comes(db: Database, factory: Factory) -> None:
+    topic = factory.topic()
+    assert codes(ingest(db, [topic.skeleton().raw], now_ms=NOW)) == ["ok"]
+    assert codes(ingest(db, [topic.skeleton().raw], now_ms=NOW)) == ["duplicate"]
+    assert codes(ingest(db, [topic.raw], now_ms=NOW)) == ["ok"]
+    assert get_raw(db, [topic.id]) == [topic.raw]
+    assert codes(ingest(db, [topic.raw], now_ms=NOW)) == ["duplicate"]
+
+
+def test_verify_finds_tampering(db: Database, factory: Factory) -> None:
+    topic, other = factory.topic("A"), factory.topic("B")
+    ingest(db, [topic.raw], now_ms=NOW)
+    assert verify_store(db).ok
+    db.execute("UPDATE messages SET raw = ? WHERE id = ?", (other.raw, topic.id))
+    report = verify_store(db)
+    assert not report.ok and "columns disagree" in report.problems[0]
+    db.execute("UPDATE messages SET raw = ? WHERE id = ?", (b"\x93junk", topic.id))
+    assert "malformed" in verify_store(db).problems[0]
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "fora.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageError):
+        open_database(path)
+
+
+async def test_store_runs_off_the_event_loop(tmp_path: Path, factory: Factory) -> None:
+    store = await Store.open(tmp_path / "fora.db")
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+
+    def write(db: Database, raws: list[bytes]) -> list:
+        seen.append(threading.get_ident())
+        return ingest(db, raws, now_ms=NOW)
+
+    def read(db: Database) -> int:
+        seen.append(threading.get_ident())
+        return count_messages(db)
+
+    try:
+        raws = [factory.topic(f"T{i}").raw for i in range(50)]
+        results = await asyncio.gather(*(store.write(write, [raw]) for raw in raws))
+        assert all(r[0].result is Result.OK for r in results)
+        counts = await asyncio.gather(*(store.read(read) for _ in range(10)))
+        assert counts == [50] * 10
+        assert loop_thread not in seen
+        # A reader's connection is read-only.
+        with pytest.raises(Exception, match="readonly"):
+            await store.read(lambda db: db.execute("DELETE FROM messages"))
+    finally:
+        await store.close()
