@@ -454,8 +454,21 @@ def cmd_sync(args: argparse.Namespace) -> int:
             for bar in bars.values():
                 bar.close()
 
+    async def run_and_record(config: NodeConfig, store: Any, community: bytes) -> Any:
+        report = await run(config, store, community)
+        if await store.read(peer_fns.get_peer, args.url) is not None:
+            await store.write(
+                peer_fns.record_success,
+                args.url,
+                now_ms=now_ms(),
+                received=report.received,
+                sent=report.sent,
+                interval_ms=0,
+            )
+        return report
+
     try:
-        report = asyncio.run(_with_node(args.dir, run))
+        report = asyncio.run(_with_node(args.dir, run_and_record))
     except (SyncError, peer_fns.PeerRefused) as exc:
         raise NodeError(str(exc)) from exc
     if args.json:
@@ -519,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--name", required=True, help="the community's name")
-    p.add_argument("--country", default="", help="ISO 3166-1 alpha-2 code, e.g. IT")
+    p.add_argument("--country", required=True, help="ISO 3166-1 alpha-2 code, e.g. IT")
     p.add_argument("--region", default="", help="region name")
     p.add_argument("--lang", action="append", help="language tag (repeat for more; first is main)")
     p.add_argument("--about", default="", help="a few words about the community")
@@ -587,6 +600,68 @@ def build_parser() -> argparse.ArgumentParser:
         "fora verify ./bomarzo",
     )
     p.add_argument("dir", metavar="DIR")
+
+    p = command(
+        "peer",
+        lambda a: 0,
+        "Manage the peers this node syncs with.",
+        "fora peer add ./bomarzo http://192.0.2.10:8470",
+    )
+    peer_sub = p.add_subparsers(dest="peer_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    peer_sub.required = True
+    pa = peer_sub.add_parser(
+        "add",
+        help="Add a peer (pins its community id, follows it).",
+        epilog="Example: fora peer add ./bomarzo http://192.0.2.10:8470",
+    )
+    pa.add_argument("dir", metavar="DIR")
+    pa.add_argument("url", metavar="URL")
+    pa.set_defaults(func=cmd_peer_add)
+    pl = peer_sub.add_parser(
+        "list",
+        help="List peers: last sync, state, errors.",
+        epilog="Example: fora peer list ./bomarzo --json",
+    )
+    pl.add_argument("dir", metavar="DIR")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=cmd_peer_list)
+    pr = peer_sub.add_parser(
+        "remove",
+        help="Remove a peer.",
+        epilog="Example: fora peer remove ./bomarzo http://192.0.2.10:8470",
+    )
+    pr.add_argument("dir", metavar="DIR")
+    pr.add_argument("url", metavar="URL")
+    pr.set_defaults(func=cmd_peer_remove)
+
+    example_id = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
+    p = command(
+        "follow",
+        cmd_follow,
+        "Hold and sync another community's messages.",
+        f"fora follow ./bomarzo {example_id}",
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("community", metavar="COMMUNITY_ID")
+    p = command(
+        "unfollow",
+        cmd_unfollow,
+        "Stop syncing a community (keeps what is stored).",
+        f"fora unfollow ./bomarzo {example_id}",
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("community", metavar="COMMUNITY_ID")
+
+    p = command(
+        "sync",
+        cmd_sync,
+        "One full two-way sync with a node now.",
+        "fora sync ./bomarzo http://127.0.0.1:8471",
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("url", metavar="URL")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--progress", action="store_true", help="progress bars even when not a tty")
 
     p = command(
         "serve",

@@ -45,7 +45,7 @@ def init_node(
     directory: Path,
     *,
     name: str,
-    country: str = "",
+    country: str,
     region: str = "",
     languages: Sequence[str] = ("en",),
     about: str = "",

@@ -49,9 +49,14 @@ class PeerClient:
             async with self.session.request(
                 method, f"{self.url}{path}", data=body, headers=headers, timeout=self.timeout
             ) as resp:
-                data = await resp.content.read(limit + 1)
-                if len(data) > limit:
+                if resp.content_length is not None and resp.content_length > limit:
                     raise SyncError(f"{path}: answer larger than {limit} bytes")
+                buf = bytearray()
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    if len(buf) > limit:
+                        raise SyncError(f"{path}: answer larger than {limit} bytes")
+                data = bytes(buf)
                 if resp.status != 200:
                     text = data[:200].decode("utf-8", "replace").strip()
                     raise SyncError(f"{path}: HTTP {resp.status} {text}".rstrip())

@@ -234,6 +234,12 @@ async def sync_with_peer(
         report.reconcile_bytes += wire_bytes
         tick(phase="fetching", to_fetch=progress.to_fetch + len(need))
         await _fetch(client, ingestor, need, report, progress, tick)
+        # Skeletons held without an erase: the peer may have their bodies.
+        skeletons = await store.read(store_fns.unerased_skeletons, community)
+        if skeletons:
+            raws = await client.fetch(skeletons)
+            results = await ingestor.ingest(raws, source=client.url)
+            report.received += sum(1 for r in results if r.detail == "body filled in")
         bytes_to_push = await store.read(store_fns.total_size, have)
         tick(
             phase="pushing",

@@ -41,6 +41,7 @@ __all__ = [
     "stats",
     "store_checked",
     "total_size",
+    "unerased_skeletons",
     "verify_store",
 ]
 
@@ -277,6 +278,19 @@ def iter_raw(db: Database, community: bytes | None = None) -> Iterator[bytes]:
         )
     for (raw,) in cursor:
         yield raw
+
+
+def unerased_skeletons(db: Database, community: bytes, limit: int = 1_000) -> list[bytes]:
+    """Ids of skeletons held without a valid erase: their bodies may be fetched."""
+    return [
+        row[0]
+        for row in db.execute(
+            "SELECT m.id FROM messages m WHERE m.community = ? AND m.has_body = 0"
+            " AND NOT EXISTS (SELECT 1 FROM erasures e WHERE e.target = m.id"
+            " AND e.author = m.author) LIMIT ?",
+            (community, limit),
+        )
+    ]
 
 
 def max_seq(db: Database) -> int:

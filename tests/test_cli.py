@@ -69,7 +69,7 @@ def test_init_creates_folder_with_private_key(
 def test_init_refuses_twice_and_bad_profile(
     node: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(capsys, "init", str(node), "--name", "Again")
+    code, _, err = run(capsys, "init", str(node), "--name", "Again", "--country", "IT")
     assert code == 1 and err.startswith("Error:") and err.count("\n") == 1
     bad = tmp_path / "bad"
     code, _, err = run(capsys, "init", str(bad), "--name", "X", "--country", "Italy")

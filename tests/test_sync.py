@@ -1,0 +1,426 @@
+"""Sync between real nodes on 127.0.0.1: in-process apps and separate processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from node.app import create_app
+from node.appkeys import COMMUNITY_ID, INGESTOR, PEERS, STORE
+from node.folder import load_config
+from node.publish import init_node
+from node.server import start_site
+from node.sync_client import PeerClient
+from node.syncer import ItemCache, sync_with_peer
+from protocol import signing
+from protocol.messages import create_message
+from storage import messages as store_fns
+from storage import peers as peer_fns
+from storage.database import open_database
+
+from .conftest import seeded_key
+
+FORA = [sys.executable, "-m", "node"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Node:
+    dir: Path
+    app: web.Application
+    runner: web.AppRunner
+    url: str
+
+    @property
+    def community(self) -> bytes:
+        return self.app[COMMUNITY_ID]
+
+    async def post_topic(self, title: str) -> bytes:
+        key = signing.private_key_from_pem((self.dir / "community.key").read_bytes())
+        m = create_message(
+            key,
+            kind="topic",
+            community=self.community,
+            ts=int(time.time() * 1000),
+            fields={"title": title, "text": "t", "lang": "en", "tags": [], "scope": "local"},
+        )
+        (result,) = await self.app[INGESTOR].ingest([m.raw])
+        assert result.result.value == "ok"
+        return m.id
+
+    async def has(self, message_id: bytes) -> bool:
+        (raw,) = await self.app[STORE].read(store_fns.get_raw, [message_id])
+        return raw is not None
+
+    async def set_hash(self) -> bytes:
+        return await self.app[STORE].read(store_fns.set_hash)
+
+
+@pytest.fixture
+async def make_node(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    runners: list[web.AppRunner] = []
+
+    async def make(name: str, interval: float = 3600.0) -> Node:
+        port = free_port()
+        directory = tmp_path / name
+        init_node(directory, name=name, country="BE", port=port)
+        app = create_app(load_config(directory), sync_interval=interval)
+        runner = await start_site(app, "127.0.0.1", port)
+        runners.append(runner)
+        return Node(directory, app, runner, f"http://127.0.0.1:{port}")
+
+    yield make
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> float:
+    """Poll an async check until it is true; return how long it took."""
+    start = time.monotonic()
+    while True:
+        if await check():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not true after {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def test_live_push_reaches_a_direct_peer_within_2_seconds(make_node: Any) -> None:
+    a, b = await make_node("A"), await make_node("B")
+    await b.app[PEERS].add(a.url)  # B follows A
+    await a.app[PEERS].add(b.url)  # A pushes to B
+    message_id = await a.post_topic("Live")
+    took = await eventually(lambda: b.has(message_id), timeout=2.0)
+    assert took < 2.0
+
+
+async def test_full_sync_both_ways_and_steady_state(make_node: Any) -> None:
+    a, b = await make_node("A"), await make_node("B")
+    await a.app[PEERS].add(b.url)
+    await b.app[PEERS].add(a.url)
+    # Content written while the nodes were not talking (straight into the stores).
+    for i in range(40):
+        await a.post_topic(f"A{i}")
+        await b.post_topic(f"B{i}")
+    report = await a.app[PEERS].sync_now(b.url)
+    assert await a.set_hash() == await b.set_hash()
+    again = await a.app[PEERS].sync_now(b.url)
+    # Steady state: per community one round trip of 21 bytes.
+    assert again.received == again.sent == 0
+    assert again.reconcile_bytes == 21 * len(again.communities)
+    assert report.communities == again.communities
+    peer = await a.app[STORE].read(peer_fns.get_peer, b.url)
+    assert peer is not None and peer.state == "ok" and peer.last_success
+
+
+async def test_pinned_community_refuses_an_impostor(make_node: Any, tmp_path: Path) -> None:
+    a, b = await make_node("A"), await make_node("B")
+    await a.app[PEERS].add(b.url)
+    # B's address is taken over by another community.
+    port = int(b.url.rsplit(":", 1)[1])
+    await b.runner.cleanup()
+    init_node(tmp_path / "impostor", name="Impostor", country="XX", port=port)
+    impostor = create_app(load_config(tmp_path / "impostor"))
+    runner = await start_site(impostor, "127.0.0.1", port)
+    try:
+        with pytest.raises(peer_fns.PeerRefused):
+            await a.app[PEERS].sync_now(b.url)
+        peer = await a.app[STORE].read(peer_fns.get_peer, b.url)
+        assert peer is not None and peer.state == "refused"
+        with pytest.raises(peer_fns.PeerRefused):
+            await a.app[PEERS].add(b.url)
+    finally:
+        await runner.cleanup()
+
+
+async def test_failing_peer_backs_off(make_node: Any) -> None:
+    a = await make_node("A")
+    b = await make_node("B")
+    await a.app[PEERS].add(b.url)
+    await b.runner.cleanup()
+    for _ in range(2):
+        with pytest.raises(Exception, match=r"info"):
+            await a.app[PEERS].sync_now(b.url)
+    peer = await a.app[STORE].read(peer_fns.get_peer, b.url)
+    # (the scheduler may have tried once more on its own)
+    assert peer is not None and peer.state == "failing" and peer.failures >= 2
+    assert peer.next_attempt - peer.last_attempt == peer_fns.backoff_ms(peer.failures)
+    assert peer_fns.backoff_ms(1) == 5_000 and peer_fns.backoff_ms(2) == 10_000
+    assert peer_fns.backoff_ms(100) == peer_fns.BACKOFF_MAX_MS
+
+
+async def test_erased_body_never_comes_back_from_a_stale_peer(make_node: Any) -> None:
+    a, b = await make_node("A"), await make_node("B")
+    await a.app[PEERS].add(b.url)
+    await b.app[PEERS].add(a.url)
+    topic = await a.post_topic("To be erased")
+    await a.app[PEERS].sync_now(b.url)
+    # A erases its topic; B is stale (still holds the body) when they next talk.
+    key = signing.private_key_from_pem((a.dir / "community.key").read_bytes())
+    erase = create_message(
+        key,
+        kind="erase",
+        community=a.community,
+        ts=int(time.time() * 1000),
+        fields={},
+        refs=(topic,),
+    )
+    await a.app[STORE].write(store_fns.ingest, [erase.raw], now_ms=int(time.time() * 1000))
+    stale_body = (await b.app[STORE].read(store_fns.get_raw, [topic]))[0]
+    results = await a.app[INGESTOR].ingest([stale_body])
+    assert results[0].result.value == "erased"
+    await a.app[PEERS].sync_now(b.url)
+    for node in (a, b):
+        (raw,) = await node.app[STORE].read(store_fns.get_raw, [topic])
+        assert raw is not None and raw.endswith(b"\xc0")  # skeleton: body nil
+    assert await a.set_hash() == await b.set_hash()
+
+
+async def test_skeleton_is_filled_in_from_a_peer(make_node: Any) -> None:
+    a, b = await make_node("A"), await make_node("B")
+    await a.app[PEERS].add(b.url)
+    key = signing.private_key_from_pem((b.dir / "community.key").read_bytes())
+    m = create_message(
+        key,
+        kind="topic",
+        community=b.community,
+        ts=int(time.time() * 1000),
+        fields={"title": "S", "text": "", "lang": "en", "tags": [], "scope": "local"},
+    )
+    await b.app[INGESTOR].ingest([m.raw])
+    await a.app[INGESTOR].ingest([m.skeleton().raw])
+    await a.app[PEERS].sync_now(b.url)
+    assert (await a.app[STORE].read(store_fns.get_raw, [m.id]))[0] == m.raw
+
+
+async def test_reconcile_endpoint_rejects_garbage(make_node: Any) -> None:
+    a = await make_node("A")
+    async with aiohttp.ClientSession() as session:
+        url = f"{a.url}/sync/v1/reconcile/{a.community.hex()}"
+        async with session.post(url, data=b"\x61\xff\xff") as resp:
+            assert resp.status == 400
+        async with session.post(f"{a.url}/sync/v1/reconcile/{'00' * 32}", data=b"\x61") as resp:
+            assert resp.status == 404
+        async with session.post(f"{a.url}/sync/v1/reconcile/zz", data=b"\x61") as resp:
+            assert resp.status == 400
+        async with session.get(f"{a.url}/sync/v1/info") as resp:
+            assert resp.status == 200
+
+
+async def test_frame_limited_first_sync_of_many_items(make_node: Any, tmp_path: Path) -> None:
+    """A first sync bigger than one frame and one fetch batch converges."""
+    a, b = await make_node("A"), await make_node("B")
+    key = signing.private_key_from_pem((b.dir / "community.key").read_bytes())
+    now = int(time.time() * 1000)
+    raws = [
+        create_message(
+            key,
+            kind="comment",
+            community=b.community,
+            ts=now - 3_000_000 + i * 7,
+            fields={"text": f"c{i}", "lang": "en"},
+            refs=(bytes(32),),
+        ).raw
+        for i in range(3_000)
+    ]
+    await b.app[STORE].write(store_fns.ingest, raws, now_ms=now)
+    await a.app[PEERS].add(b.url)
+    async with aiohttp.ClientSession() as session:
+        client = PeerClient(session, b.url)
+        report = await sync_with_peer(
+            client, a.app[STORE], ItemCache(a.app[STORE]), a.app[INGESTOR], a.community
+        )
+    assert report.received == 3_001  # the comments and B's profile
+    assert await a.app[STORE].read(store_fns.count_messages, b.community) == 3_001
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class Proc:
+    """A `fora serve` process."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.dir, self.port = directory, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [*FORA, "serve", str(self.dir), "--port", str(self.port), "--interval", "0.5"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"{self.dir.name} did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+            self.proc = None
+
+
+def fora(*args: str) -> str:
+    proc = subprocess.run([*FORA, *args], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def set_hash_of(directory: Path) -> str:
+    return json.loads(fora("stats", str(directory), "--json"))["set_hash"]
+
+
+def post(directory: Path, title: str) -> str:
+    body = {"title": title, "text": "t", "lang": "en", "tags": [], "scope": "local"}
+    return fora("post", str(directory), "topic", "--body", json.dumps(body)).strip()
+
+
+def wait_converged(dirs: list[Path], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        hashes = {set_hash_of(d) for d in dirs}
+        if len(hashes) == 1:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no convergence: {hashes}")
+        time.sleep(0.3)
+
+
+def test_three_processes_in_a_line_survive_a_partition(tmp_path: Path) -> None:
+    """A–B–C: a message on A reaches C; stop B, write everywhere, restart: converge."""
+    names = ["a", "b", "c"]
+    procs = {}
+    for name in names:
+        port = free_port()
+        fora(
+            "init",
+            str(tmp_path / name),
+            "--name",
+            name.upper(),
+            "--country",
+            "LV",
+            "--port",
+            str(port),
+        )
+        procs[name] = Proc(tmp_path / name, port)
+    ids = {name: fora("id", str(tmp_path / name)).strip() for name in names}
+    for p in procs.values():
+        p.start()
+    try:
+        a, b, c = procs["a"], procs["b"], procs["c"]
+        fora("peer", "add", str(a.dir), b.url)
+        fora("peer", "add", str(b.dir), a.url)
+        fora("peer", "add", str(b.dir), c.url)
+        fora("peer", "add", str(c.dir), b.url)
+        # Everyone holds every community (A and C are not peers: they follow).
+        fora("follow", str(a.dir), ids["c"])
+        fora("follow", str(c.dir), ids["a"])
+        post(a.dir, "from A")
+        wait_converged([a.dir, b.dir, c.dir])
+        exported = subprocess.run(
+            [*FORA, "export", str(c.dir), "--community", ids["a"]], capture_output=True, check=True
+        ).stdout
+        assert len(exported) > 0
+        assert (
+            json.loads(fora("stats", str(c.dir), "--json"))["communities"][ids["a"]]["kinds"][
+                "topic"
+            ]
+            == 1
+        )
+        # Partition: B goes down; A and C keep writing.
+        b.stop()
+        written = [post(a.dir, f"A{i}") for i in range(3)] + [
+            post(c.dir, f"C{i}") for i in range(3)
+        ]
+        time.sleep(1.0)
+        b.start()
+        post(b.dir, "B is back")
+        wait_converged([a.dir, b.dir, c.dir])
+        for d in (a.dir, b.dir, c.dir):
+            stats = json.loads(fora("stats", str(d), "--json"))
+            # 3 profiles, the first topic, 6 written during the partition, B's topic
+            assert stats["messages"] == 3 + 1 + 6 + 1
+            assert fora("verify", str(d)).count("0 problems") == 1
+        assert len(set(written)) == 6
+    finally:
+        for p in procs.values():
+            if p.proc is not None:
+                p.stop()
+
+
+def test_kill_during_a_large_sync_then_resume(tmp_path: Path) -> None:
+    """kill -9 `fora sync` mid-transfer; the next sync resumes and converges."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    port = free_port()
+    fora("init", str(source), "--name", "Source", "--country", "IT", "--port", str(port))
+    fora("init", str(target), "--name", "Target", "--country", "FR")
+    key = signing.private_key_from_pem((source / "community.key").read_bytes())
+    community = signing.public_key_bytes(key)
+    now = int(time.time() * 1000)
+    raws = [
+        create_message(
+            seeded_key(9),
+            kind="comment",
+            community=community,
+            ts=now - 10_000_000 + i * 100,
+            fields={"text": f"c{i}" * 20, "lang": "en"},
+            refs=(bytes(32),),
+        ).raw
+        for i in range(15_000)
+    ]
+    db = open_database(source / "fora.db")
+    store_fns.ingest(db, raws, now_ms=now)
+    db.close()
+    server = Proc(source, port)
+    server.start()
+    try:
+        fora("follow", str(target), community.hex())
+        proc = subprocess.Popen(
+            [*FORA, "sync", str(target), server.url, "--progress"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            held = json.loads(fora("stats", str(target), "--json"))["messages"]
+            if held > 2_000:
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        partial = json.loads(fora("stats", str(target), "--json"))["messages"]
+        assert 2_000 < partial < 15_002, "the sync was not cut in the middle"
+        out = fora("sync", str(target), server.url)
+        assert "received" in out
+        src = json.loads(fora("stats", str(source), "--json"))["communities"][community.hex()]
+        dst = json.loads(fora("stats", str(target), "--json"))["communities"][community.hex()]
+        assert src == dst
+        assert "0 problems" in fora("verify", str(target))
+    finally:
+        server.stop()
