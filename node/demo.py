@@ -25,6 +25,7 @@ from .publish import init_node, publish
 __all__ = ["DEMO_COMMUNITIES", "create_demo_node", "run_demo", "seed_sample_content"]
 
 DAY_MS = 86_400_000
+DEMO_SYNC_INTERVAL = 10.0
 
 
 @dataclass(frozen=True)
@@ -212,8 +213,11 @@ def run_demo(base: Path, base_port: int = 8470) -> None:
     """Create the demo nodes under ``base`` and serve them until Ctrl-C."""
     from aiohttp import web
 
+    from storage.messages import count_messages
+
     from .app import create_app
-    from .server import start_site
+    from .appkeys import PEERS, STORE
+    from .server import start_site, wait_for_stop
 
     configs = [
         create_demo_node(base / demo.slug, demo, base_port + i)
@@ -222,17 +226,32 @@ def run_demo(base: Path, base_port: int = 8470) -> None:
 
     async def main() -> None:
         runners: list[web.AppRunner] = []
+        apps = [create_app(config, sync_interval=DEMO_SYNC_INTERVAL) for config in configs]
         try:
-            for config in configs:
-                runners.append(await start_site(create_app(config), config.host, config.port))
-                print(f"{config.name:<10} http://{config.host}:{config.port}/", flush=True)
-            print("Demo running; Ctrl-C stops all nodes.", flush=True)
-            await asyncio.Event().wait()
+            for app, config in zip(apps, configs, strict=True):
+                runners.append(await start_site(app, config.host, config.port))
+            urls = [f"http://{c.host}:{c.port}" for c in configs]
+            # Every municipality peers with the other two (and so follows them).
+            for app, url in zip(apps, urls, strict=True):
+                for other in urls:
+                    if other != url:
+                        await app[PEERS].add(other)
+            for app, config in zip(apps, configs, strict=True):
+                for other in urls:
+                    if other != f"http://{config.host}:{config.port}":
+                        await app[PEERS].sync_now(other)
+            for app, config, url in zip(apps, configs, urls, strict=True):
+                held = await app[STORE].read(count_messages)
+                print(f"{config.name:<10} {url}/  ({held} messages from 3 communities)", flush=True)
+            print(
+                "Demo running: the nodes sync every 10 s and push new messages at once."
+                " Ctrl-C stops all three.",
+                flush=True,
+            )
+            await wait_for_stop()
         finally:
             for runner in runners:
                 await runner.cleanup()
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
         print("stopped", flush=True)
+
+    asyncio.run(main())

@@ -371,9 +371,7 @@ class ZeroconfDiscovery:
 class StaticDiscovery:
     """Report a fixed list of ``(url, community_id, name)`` at start (tests, ``--no-mdns``)."""
 
-    def __init__(
-        self, peers: Iterable[tuple[str, bytes, str]], *, on_found: FoundCallback
-    ) -> None:
+    def __init__(self, peers: Iterable[tuple[str, bytes, str]], *, on_found: FoundCallback) -> None:
         self.peers = list(peers)
         self._on_found = on_found
 

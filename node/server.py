@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
 from aiohttp import web
 
 from .app import create_app
 from .folder import NodeConfig
 
-__all__ = ["serve", "start_site"]
+__all__ = ["serve", "start_site", "wait_for_stop"]
 
 log = logging.getLogger("fora")
 
@@ -35,6 +36,19 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
     return runner
 
 
+async def wait_for_stop() -> None:
+    """Wait until SIGTERM (systemd's stop) or SIGINT (Ctrl-C) arrives."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
 def serve(config: NodeConfig, *, sync_interval: float = 60.0) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -47,11 +61,9 @@ def serve(config: NodeConfig, *, sync_interval: float = 60.0) -> None:
             flush=True,
         )
         try:
-            await asyncio.Event().wait()
+            await wait_for_stop()
         finally:
             await runner.cleanup()
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
         print("stopped", flush=True)
+
+    asyncio.run(main())
