@@ -334,6 +334,18 @@ def test_speccheck_against_the_reference(case: dict[str, Any]) -> None:
     assert cofactored_holds(public, signature, message) is case["cofactored_equation"]
 
 
+def test_speccheck_large_s_cases_are_only_malleated() -> None:
+    """Cases 6 and 7 are valid signatures with L or 2L added to S."""
+    large_s = [c for c in SPECCHECK["cases"] if c["rule"] == "S_not_below_L"]
+    assert [c["case"] for c in large_s] == [6, 7]
+    for case in large_s:
+        public, signature, message = case_bytes(case)
+        s = int.from_bytes(signature[32:], "little")
+        reduced = signature[:32] + (s % L).to_bytes(32, "little")
+        assert reference_reason(public, reduced, message) is None
+        assert signing.verify(public, reduced, message)
+
+
 @pytest.mark.parametrize("case", ALL_SPECCHECK, ids=lambda c: f"{c['case']}")
 def test_speccheck_raw_libraries(case: dict[str, Any]) -> None:
     """What the libraries do without our pre-checks (recorded, so a change shows up)."""
