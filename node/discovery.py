@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 import ifaddr
+from zeroconf import Error as ZeroconfError
 from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
@@ -315,7 +316,12 @@ class ZeroconfDiscovery:
             return
         task = asyncio.get_running_loop().create_task(self._resolve(name))
         self._resolving[name] = task
-        task.add_done_callback(lambda _t, n=name: self._resolving.pop(n, None))
+        task.add_done_callback(self._resolved)
+
+    def _resolved(self, task: asyncio.Task[None]) -> None:
+        for name, running in list(self._resolving.items()):
+            if running is task:
+                del self._resolving[name]
 
     async def _resolve(self, name: str) -> None:
         while True:
@@ -333,7 +339,11 @@ class ZeroconfDiscovery:
         aiozc = self._aiozc
         if aiozc is None:
             return
-        info = AsyncServiceInfo(SERVICE_TYPE, name)
+        try:
+            info = AsyncServiceInfo(SERVICE_TYPE, name)
+        except ZeroconfError as exc:  # a hostile PTR record can name anything
+            log.debug("mDNS: ignoring %r: %s", name, exc)
+            return
         if not await info.async_request(aiozc.zeroconf, self._resolve_timeout_ms):
             log.debug("mDNS: could not resolve %r", name)
             return
