@@ -13,7 +13,6 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
@@ -21,6 +20,7 @@ from typing import Any, BinaryIO, NoReturn
 from protocol import kinds, signing
 from protocol.errors import LocalProtocolError, Malformed, ProtocolError, Result
 from protocol.messages import StreamDecoder
+from storage.checking import default_workers, make_check_pool
 from storage.database import StorageError, open_database
 from storage.messages import IngestResult, ingest_batches, iter_raw, stats, verify_store
 
@@ -33,7 +33,6 @@ __all__ = ["main"]
 
 INGEST_BATCH = 1_000
 READ_CHUNK = 1 << 16
-CHECK_THREADS = max(2, min(4, os.cpu_count() or 2))
 
 
 def _version() -> str:
@@ -188,10 +187,9 @@ def _ingest_stream(
             yield batch
 
     index = 0
-    with ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="fora-check") as pool:
-        for results in ingest_batches(
-            db, batches(), now_ms=now_ms, pool=pool, workers=CHECK_THREADS
-        ):
+    workers = default_workers()
+    with make_check_pool(workers) as pool:
+        for results in ingest_batches(db, batches(), now_ms=now_ms, pool=pool, workers=workers):
             for result in results:
                 counts[result.result.value] += 1
                 on_result(index, result)

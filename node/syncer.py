@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from protocol.reconcile import DEFAULT_FRAME_SIZE_LIMIT, Negentropy, VectorStore
 from storage import items as item_fns
 from storage import messages as store_fns
 from storage import peers as peer_fns
+from storage.checking import default_workers, make_check_pool
 from storage.messages import IngestResult
 from storage.store import Store
 
@@ -42,7 +43,8 @@ log = logging.getLogger("fora.sync")
 
 FETCH_BATCH = 1_000
 PUSH_BATCH = 1_000
-CHECK_THREADS = 2
+#: Batches smaller than this are checked on a thread rather than sent to processes.
+SMALL_BATCH = 64
 #: A first sync of 1,000,000 items takes about 550 rounds of 60 KB frames.
 MAX_RECONCILE_ROUNDS = 20_000
 
@@ -83,27 +85,40 @@ Listener = Callable[[list[bytes], list[bytes], str | None], None]
 
 
 class Ingestor:
-    """Check on worker threads, store on the writer thread, then tell listeners."""
+    """Check in worker processes, store on the writer thread, then tell listeners.
 
-    def __init__(self, store: Store, threads: int = CHECK_THREADS) -> None:
+    A small batch (a live push, a post) is checked on a thread; a large one (a fetch
+    during sync) is split among worker processes, started on first use.
+    """
+
+    def __init__(self, store: Store, workers: int | None = None) -> None:
         self.store = store
-        self.threads = threads
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="fora-check")
+        self.workers = default_workers() if workers is None else workers
+        self._pool: Executor | None = None
         self.listeners: list[Listener] = []
+
+    def _check_pool(self) -> Executor:
+        if self._pool is None:
+            self._pool = make_check_pool(self.workers)
+        return self._pool
 
     async def ingest(self, raws: Sequence[bytes], source: str | None = None) -> list[IngestResult]:
         if not raws:
             return []
         loop = asyncio.get_running_loop()
         now = now_ms()
-        step = max(64, -(-len(raws) // self.threads))
-        parts = await asyncio.gather(
-            *(
-                loop.run_in_executor(self._pool, store_fns.check_all, raws[i : i + step], now)
-                for i in range(0, len(raws), step)
+        if len(raws) < SMALL_BATCH or self.workers <= 1:
+            checked = await asyncio.to_thread(store_fns.check_all, raws, now)
+        else:
+            pool = self._check_pool()
+            step = -(-len(raws) // self.workers)
+            parts = await asyncio.gather(
+                *(
+                    loop.run_in_executor(pool, store_fns.check_all, raws[i : i + step], now)
+                    for i in range(0, len(raws), step)
+                )
             )
-        )
-        checked = [item for part in parts for item in part]
+            checked = [item for part in parts for item in part]
         results = await self.store.write(store_fns.store_checked, checked, now_ms=now)
         fresh = [
             (result.id, raw)
@@ -117,7 +132,9 @@ class Ingestor:
         return results
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 @dataclass

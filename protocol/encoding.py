@@ -103,18 +103,33 @@ def unpack_structural(data: bytes) -> Any:
 
 
 def _depth_ok(value: Any, depth: int) -> bool:
+    """True unless a container sits at depth MAX_DEPTH or deeper (hot path: scalars
+    are skipped without a call)."""
     t = type(value)
-    if t is list or t is _Pairs:
-        if depth >= MAX_DEPTH:
-            return False
-        return all(_depth_ok(item, depth + 1) for item in value)
     if t is dict:
-        if depth >= MAX_DEPTH:
-            return False
-        return all(_depth_ok(item, depth + 1) for item in value.values())
-    if t is tuple:  # a (key, value) pair inside _Pairs
+        items: Any = value.values()
+    elif t is list or t is _Pairs:
+        items = value
+    elif t is tuple:  # a (key, value) pair of a _Pairs map: same depth as the map's items
         return all(_depth_ok(item, depth) for item in value)
+    else:
+        return True
+    if depth >= MAX_DEPTH:
+        return False
+    for item in items:
+        ti = type(item)
+        if (ti is dict or ti is list or ti is _Pairs or ti is tuple) and not _depth_ok(
+            item, depth + 1
+        ):
+            return False
     return True
+
+
+def _check_str(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise NonCanonical("str is not valid UTF-8") from exc
 
 
 def _check_tree(value: Any) -> None:
@@ -124,13 +139,13 @@ def _check_tree(value: Any) -> None:
         return
     if t is str:
         if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise NonCanonical("str is not valid UTF-8") from exc
+            _check_str(value)
         return
     if t is list:
         for item in value:
+            ti = type(item)
+            if ti is int or ti is bytes or (ti is str and item.isascii()):
+                continue
             _check_tree(item)
         return
     if t is dict:
@@ -138,11 +153,15 @@ def _check_tree(value: Any) -> None:
         for key, item in value.items():
             if type(key) is not str:
                 raise NonCanonical("map key is not str")
-            _check_tree(key)
+            if not key.isascii():
+                _check_str(key)
             if previous is not None and key <= previous:
                 # Code point order equals UTF-8 byte order, so str comparison is exact.
                 raise NonCanonical("map keys are not sorted and unique")
             previous = key
+            ti = type(item)
+            if ti is int or ti is bytes or (ti is str and item.isascii()):
+                continue
             _check_tree(item)
         return
     if t is _Pairs:

@@ -91,6 +91,11 @@ class Message:
 
     version = VERSION
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Checked messages cross process boundaries (checking workers): send the bytes
+        # and the decoded body once; the rest is re-read from the bytes, unchecked.
+        return (_rebuild_checked, (self.raw, self.fields))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Message) and other.raw == self.raw
 
@@ -144,6 +149,26 @@ class Message:
             fields=fields,
             raw=encode_envelope(self.payload, self.signature, body),
         )
+
+
+def _rebuild_checked(raw: bytes, fields: dict[str, Any] | None) -> Message:
+    """Rebuild a message that was checked already (see ``Message.__reduce__``)."""
+    payload, signature, body = msgpack.unpackb(raw)
+    _, kind, community, author, ts, refs, body_hash = msgpack.unpackb(payload)
+    return Message(
+        kind=kind,
+        community=community,
+        author=author,
+        ts=ts,
+        refs=tuple(refs),
+        body_hash=body_hash,
+        signature=signature,
+        payload=payload,
+        id=hashlib.sha256(payload).digest(),
+        body=body,
+        fields=fields,
+        raw=raw,
+    )
 
 
 def create_message(

@@ -95,30 +95,6 @@ def _erased_by(conn: sqlite3.Connection, target: bytes, author: bytes) -> bool:
     return row is not None
 
 
-def _insert(conn: sqlite3.Connection, m: Message, now_ms: int) -> None:
-    cur = conn.execute(
-        _INSERT,
-        (
-            m.id,
-            m.community,
-            m.author,
-            m.kind,
-            m.ts,
-            m.ts // 1000,
-            b"".join(m.refs),
-            0 if m.body is None else 1,
-            m.raw,
-            now_ms,
-        ),
-    )
-    if m.refs:
-        seq = cur.lastrowid
-        conn.executemany(
-            "INSERT OR IGNORE INTO message_refs (ref, seq, position) VALUES (?, ?, ?)",
-            [(ref, seq, i) for i, ref in enumerate(m.refs)],
-        )
-
-
 def _apply_erase(conn: sqlite3.Connection, erase: Message) -> None:
     """Record an erase; drop its target's body if the target is held and the erase is
     valid for it (same author). Erasure by an admin is decided by the roles layer."""
@@ -144,6 +120,44 @@ def _drop_body(conn: sqlite3.Connection, message_id: bytes, raw: bytes) -> None:
     )
 
 
+def _lookup_batch(
+    conn: sqlite3.Connection, ids: list[bytes]
+) -> tuple[dict[bytes, int], dict[bytes, set[bytes]]]:
+    """For a batch of ids: which are held (and with a body), and who erased which."""
+    held: dict[bytes, int] = {}
+    erasers: dict[bytes, set[bytes]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        held.update(
+            conn.execute(
+                f"SELECT id, has_body FROM messages WHERE id IN ({marks})",  # noqa: S608
+                chunk,
+            ).fetchall()
+        )
+        for target, author in conn.execute(
+            f"SELECT target, author FROM erasures WHERE target IN ({marks})",  # noqa: S608
+            chunk,
+        ):
+            erasers.setdefault(target, set()).add(author)
+    return held, erasers
+
+
+def _row(m: Message, now_ms: int) -> tuple[Any, ...]:
+    return (
+        m.id,
+        m.community,
+        m.author,
+        m.kind,
+        m.ts,
+        m.ts // 1000,
+        b"".join(m.refs),
+        0 if m.body is None else 1,
+        m.raw,
+        now_ms,
+    )
+
+
 def store_checked(db: Database, checked: Sequence[Checked], *, now_ms: int) -> list[IngestResult]:
     """Write checked messages in one transaction and report a result for each.
 
@@ -152,35 +166,67 @@ def store_checked(db: Database, checked: Sequence[Checked], *, now_ms: int) -> l
       body comes, unless a valid erase for it is held: then ``erased``);
     - a message with a valid erase held is stored as its skeleton: ``erased``;
     - anything else is stored: ``ok``.
+
+    Lookups are made for the whole batch at once and new rows are written with
+    ``executemany``; an ``erase`` in the batch first writes what came before it.
     """
     results: list[IngestResult] = []
     conn = db.conn
+    ids = [m.id for m in checked if isinstance(m, Message)]
+    rows: list[tuple[Any, ...]] = []
+    refs: list[tuple[bytes, bytes, int]] = []
+
+    def flush() -> None:
+        if rows:
+            conn.executemany(_INSERT, rows)
+            rows.clear()
+        if refs:
+            conn.executemany(
+                "INSERT OR IGNORE INTO message_refs (ref, id, position) VALUES (?, ?, ?)", refs
+            )
+            refs.clear()
+
     with db.atomic():
+        held, erasers = _lookup_batch(conn, ids)
         for item in checked:
             if isinstance(item, MessageRejected):
                 results.append(IngestResult(item.result, None, str(item)))
                 continue
             m = item
-            row = conn.execute("SELECT has_body FROM messages WHERE id = ?", (m.id,)).fetchone()
-            if row is not None:
-                if row[0] or m.body is None:
+            erased = m.author in erasers.get(m.id, ())
+            has_body = held.get(m.id)
+            if has_body is not None:
+                if has_body or m.body is None:
                     results.append(IngestResult(Result.DUPLICATE, m.id, community=m.community))
-                elif _erased_by(conn, m.id, m.author):
+                elif erased:
                     results.append(IngestResult(Result.ERASED, m.id, community=m.community))
                 else:
+                    flush()
                     conn.execute(
                         "UPDATE messages SET raw = ?, has_body = 1 WHERE id = ?", (m.raw, m.id)
                     )
+                    held[m.id] = 1
                     results.append(IngestResult(Result.OK, m.id, "body filled in", m.community))
                 continue
-            if m.body is not None and _erased_by(conn, m.id, m.author):
-                _insert(conn, m.skeleton(), now_ms)
+            if m.body is not None and erased:
+                rows.append(_row(m.skeleton(), now_ms))
+                held[m.id] = 0
                 results.append(IngestResult(Result.ERASED, m.id, community=m.community))
             else:
-                _insert(conn, m, now_ms)
+                rows.append(_row(m, now_ms))
+                held[m.id] = 0 if m.body is None else 1
                 results.append(IngestResult(Result.OK, m.id, community=m.community))
-            if m.kind == "erase":
+            refs.extend((ref, m.id, i) for i, ref in enumerate(m.refs))
+            if m.kind == "erase" and m.refs:
+                flush()
                 _apply_erase(conn, m)
+                erasers.setdefault(m.refs[0], set()).add(m.author)
+                if m.refs[0] in held:
+                    row = conn.execute(
+                        "SELECT has_body FROM messages WHERE id = ?", (m.refs[0],)
+                    ).fetchone()
+                    held[m.refs[0]] = row[0]
+        flush()
     return results
 
 

@@ -54,8 +54,8 @@ def m001_messages(db: Database) -> None:
     db.table("messages").create_index(["author", "ts"], index_name="messages_author")
     # Which message refers to which (refs[0] is the primary target, position 0).
     db.table("message_refs").create(
-        {"ref": bytes, "seq": int, "position": int},
-        pk=("ref", "seq", "position"),
+        {"ref": bytes, "id": bytes, "position": int},
+        pk=("ref", "id", "position"),
         strict=True,
     )
     # Erase messages by target, kept even when the target has not arrived yet, so the

@@ -243,7 +243,8 @@ async def test_frame_limited_first_sync_of_many_items(make_node: Any, tmp_path: 
         for i in range(3_000)
     ]
     await b.app[STORE].write(store_fns.ingest, raws, now_ms=now)
-    await a.app[PEERS].add(b.url)
+    # Follow B's community without making B a peer (the peer manager would sync too).
+    await a.app[STORE].write(peer_fns.follow, b.community, via="test", now_ms=now)
     async with aiohttp.ClientSession() as session:
         client = PeerClient(session, b.url)
         report = await sync_with_peer(

@@ -1,0 +1,40 @@
+"""Where message checks run: worker processes, so checking uses every core.
+
+Checking a message is pure CPU (decode, canonical form, Ed25519, schema). In threads
+it does not scale here: libsodium releases the GIL, but decoding holds it, and the
+two convoy. Worker processes check a chunk each and send back the checked messages;
+the writer stores them. ``workers=0`` checks in the calling thread (tests, tiny jobs).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+
+__all__ = ["InlineExecutor", "default_workers", "make_check_pool"]
+
+
+class InlineExecutor(Executor):
+    """Runs each call at once in the caller's thread (an Executor with no workers)."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        future: Future[object] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def make_check_pool(workers: int | None = None) -> Executor:
+    """A process pool for :func:`storage.messages.check_all` (``forkserver``: safe to
+    start from a process that already runs threads, such as the node)."""
+    n = default_workers() if workers is None else workers
+    if n <= 0:
+        return InlineExecutor()
+    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("forkserver"))
