@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from protocol import signing
+from storage.peers import PeerRefused
 from storage.store import Store
 
 from . import sync_api
-from .appkeys import CACHE, COMMUNITY_ID, CONFIG, INGESTOR, PEERS, STORE
+from .appkeys import CACHE, COMMUNITY_ID, CONFIG, DISCOVERY, INGESTOR, PEERS, STORE
+from .discovery import Discovery, StaticDiscovery, ZeroconfDiscovery
 from .folder import NodeConfig, read_key
 from .peers import DEFAULT_INTERVAL, PeerManager
+from .sync_client import SyncError
 from .syncer import Ingestor, ItemCache
+
+log = logging.getLogger("fora")
+
+ALL_INTERFACES = ("0.0.0.0", "", "::")  # noqa: S104 - names, not a bind
 
 __all__ = ["MAX_REQUEST_BYTES", "create_app"]
 
@@ -44,6 +52,42 @@ def peers_ctx(interval: float) -> object:
     return ctx
 
 
+def discovery_ctx(*, mdns: bool, interfaces: list[str] | None = None) -> object:
+    """Announce this node on the LAN and add the Fora nodes found there as peers."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config, manager = app[CONFIG], app[PEERS]
+
+        async def on_found(url: str, community: bytes, name: str) -> None:
+            try:
+                # The community id is pinned from the node's own /sync/v1/info answer;
+                # the TXT record is only a hint.
+                await manager.add(url, kind="lan")
+            except (SyncError, PeerRefused) as exc:
+                log.info("LAN node %s (%s) not added: %s", url, name, exc)
+
+        discovery: Discovery
+        if mdns:
+            bound = interfaces
+            if bound is None and config.host not in ALL_INTERFACES:
+                bound = [config.host]  # listening on one address: announce only there
+            discovery = ZeroconfDiscovery(
+                community=app[COMMUNITY_ID],
+                name=config.name,
+                port=config.port,
+                on_found=on_found,
+                interfaces=bound,
+            )
+        else:
+            discovery = StaticDiscovery([], on_found=on_found)
+        app[DISCOVERY] = discovery
+        await discovery.start()
+        yield
+        await discovery.stop()
+
+    return ctx
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", sync_api.status_page)
     app.router.add_get("/sync/v1/info", sync_api.info)
@@ -52,11 +96,20 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/sync/v1/push", sync_api.push)
 
 
-def create_app(config: NodeConfig, *, sync_interval: float = DEFAULT_INTERVAL) -> web.Application:
+def create_app(
+    config: NodeConfig,
+    *,
+    sync_interval: float = DEFAULT_INTERVAL,
+    mdns: bool = False,
+    mdns_interfaces: list[str] | None = None,
+) -> web.Application:
+    """The node. ``mdns`` announces it and finds peers on the LAN (``fora serve`` turns
+    it on unless ``--no-mdns``; tests and the library default leave it off)."""
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[CONFIG] = config
     app[COMMUNITY_ID] = signing.public_key_bytes(read_key(config.key_path))
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(peers_ctx(sync_interval))  # type: ignore[arg-type]
+    app.cleanup_ctx.append(discovery_ctx(mdns=mdns, interfaces=mdns_interfaces))  # type: ignore[arg-type]
     setup_routes(app)
     return app

@@ -6,11 +6,12 @@ from aiohttp import web
 
 from storage.store import Store
 
+from .discovery import Discovery
 from .folder import NodeConfig
 from .peers import PeerManager
 from .syncer import Ingestor, ItemCache
 
-__all__ = ["CACHE", "COMMUNITY_ID", "CONFIG", "INGESTOR", "PEERS", "STORE"]
+__all__ = ["CACHE", "COMMUNITY_ID", "CONFIG", "DISCOVERY", "INGESTOR", "PEERS", "STORE"]
 
 CONFIG = web.AppKey("config", NodeConfig)
 COMMUNITY_ID = web.AppKey("community_id", bytes)
@@ -18,3 +19,4 @@ STORE = web.AppKey("store", Store)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CACHE = web.AppKey("item_cache", ItemCache)
 PEERS = web.AppKey("peers", PeerManager)
+DISCOVERY = web.AppKey("discovery", Discovery)  # type: ignore[type-abstract]

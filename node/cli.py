@@ -489,7 +489,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.host = args.host
     if args.port is not None:
         config.port = args.port
-    serve(config, sync_interval=args.interval)
+    serve(config, sync_interval=args.interval, mdns=not args.no_mdns)
     return 0
 
 
@@ -676,6 +676,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default from config: 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default from config: 8470)")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between peer syncs")
+    p.add_argument(
+        "--no-mdns", action="store_true", help="do not announce or look for nodes on the LAN (mDNS)"
+    )
 
     p = command(
         "demo", cmd_demo, "Start demo communities with sample content.", "fora demo --dir ./demo"

@@ -49,12 +49,12 @@ async def wait_for_stop() -> None:
             loop.remove_signal_handler(sig)
 
 
-def serve(config: NodeConfig, *, sync_interval: float = 60.0) -> None:
+def serve(config: NodeConfig, *, sync_interval: float = 60.0, mdns: bool = True) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     async def main() -> None:
         runner = await start_site(
-            create_app(config, sync_interval=sync_interval), config.host, config.port
+            create_app(config, sync_interval=sync_interval, mdns=mdns), config.host, config.port
         )
         print(
             f"Fora node {config.name!r} on http://{config.host}:{config.port}/ (Ctrl-C stops)",

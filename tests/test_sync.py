@@ -79,11 +79,16 @@ class Node:
 async def make_node(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     runners: list[web.AppRunner] = []
 
-    async def make(name: str, interval: float = 3600.0) -> Node:
+    async def make(name: str, interval: float = 3600.0, mdns: bool = False) -> Node:
         port = free_port()
         directory = tmp_path / name
         init_node(directory, name=name, country="BE", port=port)
-        app = create_app(load_config(directory), sync_interval=interval)
+        app = create_app(
+            load_config(directory),
+            sync_interval=interval,
+            mdns=mdns,
+            mdns_interfaces=["127.0.0.1"] if mdns else None,
+        )
         runner = await start_site(app, "127.0.0.1", port)
         runners.append(runner)
         return Node(directory, app, runner, f"http://127.0.0.1:{port}")
@@ -111,6 +116,21 @@ async def test_live_push_reaches_a_direct_peer_within_2_seconds(make_node: Any) 
     message_id = await a.post_topic("Live")
     took = await eventually(lambda: b.has(message_id), timeout=2.0)
     assert took < 2.0
+
+
+async def test_lan_discovery_makes_two_nodes_peers_and_they_sync(make_node: Any) -> None:
+    """Real zeroconf on loopback: each node finds the other, adds it as a `lan` peer
+    (pinning the id from /sync/v1/info), follows it and syncs."""
+    a = await make_node("A", interval=0.5, mdns=True)
+    b = await make_node("B", interval=0.5, mdns=True)
+    topic = await a.post_topic("Found on the LAN")
+
+    async def peered() -> bool:
+        peers = await b.app[STORE].read(peer_fns.list_peers)
+        return any(p.url == a.url and p.kind == "lan" and p.community == a.community for p in peers)
+
+    await eventually(peered, timeout=15.0)
+    await eventually(lambda: b.has(topic), timeout=10.0)
 
 
 async def test_full_sync_both_ways_and_steady_state(make_node: Any) -> None:
