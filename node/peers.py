@@ -124,6 +124,7 @@ class PeerManager:
                 self.ingestor,
                 self.own,
                 pinned=peer.community,
+                last_success_ms=peer.last_success,
                 progress=progress,
             )
         except peer_fns.PeerRefused as exc:

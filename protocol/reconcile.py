@@ -232,26 +232,53 @@ class Negentropy:
 
     # Public API
 
-    def initiate(self, whole_set_fingerprint: bool = False) -> bytes:
+    def initiate(
+        self, whole_set_fingerprint: bool = False, *, recent_since: int | None = None
+    ) -> bytes:
         """The opening message; this session becomes the initiator.
 
         By default the whole set is split as the reference's ``initiate()`` does (16
         fingerprints, or an id list under 32 items). With ``whole_set_fingerprint`` the
         message is one Fingerprint range over everything (20 bytes); a peer holding the
         same set answers with the version byte alone.
+
+        With ``recent_since`` (a timestamp) the message is one Fingerprint range over
+        the items before it and one IdList of our items from it on: after an outage
+        whose differences are all recent, the responder's IdList answer settles them in
+        one round trip at about 32 bytes per item since then. When those ids would not
+        fit in one frame, the default opening is sent instead. Every opening is a valid
+        Negentropy v1 message; the responder needs to know nothing about it.
         """
         self._check(Event.INITIATE)
         self._last_out = 0
         out = bytearray(_VERSION_BYTE)
-        size = self.store.size()
+        store = self.store
+        size = store.size()
         if whole_set_fingerprint:
             out += self._encode_bound(INFINITY_BOUND)
             out += encode_varint(Mode.FINGERPRINT)
-            out += self.store.fingerprint(0, size)
+            out += store.fingerprint(0, size)
+        elif recent_since is not None and self._recent_fits(
+            size - store.find_lower_bound(0, size, Bound(recent_since))
+        ):
+            split = store.find_lower_bound(0, size, Bound(recent_since))
+            if split > 0:
+                out += self._encode_bound(Bound(recent_since))
+                out += encode_varint(Mode.FINGERPRINT)
+                out += store.fingerprint(0, split)
+            out += self._encode_bound(INFINITY_BOUND)
+            out += encode_varint(Mode.ID_LIST)
+            out += encode_varint(size - split)
+            for item in store.iterate(split, size):
+                out += item.id
         else:
             out += self._split_range(0, size, INFINITY_BOUND)
         self._transition(Event.INITIATE)
         return bytes(out)
+
+    def _recent_fits(self, count: int) -> bool:
+        # version + two bounds and modes + a fingerprint + the id list, within a frame
+        return not self._exceeded(64 + FINGERPRINT_SIZE + ID_SIZE * count)
 
     def reconcile(self, message: bytes) -> bytes:
         """As the responder: answer one message from the initiator."""
