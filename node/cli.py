@@ -444,6 +444,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                     ingestor,
                     community,
                     pinned=peer.community if peer else None,
+                    last_success_ms=peer.last_success if peer else None,
                     progress=SyncProgress(args.url),
                     on_progress=on_progress,
                 )
