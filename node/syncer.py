@@ -41,7 +41,7 @@ __all__ = [
 
 log = logging.getLogger("fora.sync")
 
-FETCH_BATCH = 1_000
+FETCH_BATCH = 2_000
 PUSH_BATCH = 1_000
 #: Batches smaller than this are checked on a thread rather than sent to processes.
 SMALL_BATCH = 64
@@ -169,7 +169,10 @@ class SyncReport:
     sent: int = 0
     rejected: int = 0
     round_trips: int = 0
+    reconcile_round_trips: int = 0
     reconcile_bytes: int = 0
+    message_bytes_received: int = 0
+    message_bytes_sent: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
 
@@ -183,7 +186,10 @@ class SyncReport:
             "sent": self.sent,
             "rejected": self.rejected,
             "round_trips": self.round_trips,
+            "reconcile_round_trips": self.reconcile_round_trips,
             "reconcile_bytes": self.reconcile_bytes,
+            "message_bytes_received": self.message_bytes_received,
+            "message_bytes_sent": self.message_bytes_sent,
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
         }
@@ -197,8 +203,8 @@ async def reconcile_community(
     peer_count: int | None = None,
     recent_since_ms: int | None = None,
     frame_size_limit: int = DEFAULT_FRAME_SIZE_LIMIT,
-) -> tuple[list[bytes], list[bytes], int]:
-    """Run Negentropy as the initiator; return (have, need, reconcile bytes).
+) -> tuple[list[bytes], list[bytes], int, int]:
+    """Run Negentropy as the initiator; return (have, need, reconcile bytes, rounds).
 
     The opening is chosen from what we know (every choice is valid Negentropy v1):
     - the peer holds as many messages as we do: one whole-set fingerprint (equal sets
@@ -231,7 +237,7 @@ async def reconcile_community(
         have.extend(step.have_ids)
         need.extend(step.need_ids)
         message = step.message
-    return have, need, wire_bytes
+    return have, need, wire_bytes, rounds
 
 
 async def sync_with_peer(
@@ -270,7 +276,7 @@ async def sync_with_peer(
     for community in sorted(ours & theirs.keys()):
         report.communities.append(community)
         tick(phase="reconciling", community=community.hex())
-        have, need, wire_bytes = await reconcile_community(
+        have, need, wire_bytes, rounds = await reconcile_community(
             client,
             cache,
             community,
@@ -278,6 +284,7 @@ async def sync_with_peer(
             recent_since_ms=last_success_ms,
         )
         report.reconcile_bytes += wire_bytes
+        report.reconcile_round_trips += rounds
         tick(phase="fetching", to_fetch=progress.to_fetch + len(need))
         await _fetch(client, ingestor, need, report, progress, tick)
         # Skeletons held without an erase: the peer may have their bodies.
@@ -308,26 +315,40 @@ async def _fetch(
     progress: SyncProgress,
     tick: Callable[..., None],
 ) -> None:
+    """Fetch in batches, asking for the next batch while the current one is checked
+    and stored."""
     queue = list(need)
-    while queue:
-        batch, queue = queue[:FETCH_BATCH], queue[FETCH_BATCH:]
-        raws = await client.fetch(batch)
-        if not raws:
-            raise SyncError("fetch: the peer sent none of the messages asked for")
-        results = await ingestor.ingest(raws, source=client.url)
-        got = {r.id for r in results if r.id is not None}
-        report.received += sum(1 for r in results if r.result is Result.OK)
-        report.rejected += sum(1 for r in results if not r.result.accepted)
-        # A fetch answer may stop short (size cap): ask again for the rest.
-        missing = [i for i in batch if i not in got]
-        if len(missing) < len(batch):
+    pending: asyncio.Task[list[bytes]] | None = None
+    asked: list[bytes] = []
+    try:
+        while queue or pending is not None:
+            if pending is None:
+                asked, queue = queue[:FETCH_BATCH], queue[FETCH_BATCH:]
+                pending = asyncio.create_task(client.fetch(asked))
+            raws = await pending
+            batch, pending = asked, None
+            if queue:
+                asked, queue = queue[:FETCH_BATCH], queue[FETCH_BATCH:]
+                pending = asyncio.create_task(client.fetch(asked))
+            if not raws:
+                raise SyncError("fetch: the peer sent none of the messages asked for")
+            results = await ingestor.ingest(raws, source=client.url)
+            got = {r.id for r in results if r.id is not None}
+            report.received += sum(1 for r in results if r.result is Result.OK)
+            report.rejected += sum(1 for r in results if not r.result.accepted)
+            report.message_bytes_received += sum(len(r) for r in raws)
+            # A fetch answer may stop short (size cap): ask again for the rest.
+            missing = [i for i in batch if i not in got]
+            if len(missing) == len(batch):
+                raise SyncError("fetch: the peer answered with other messages than asked")
             queue = missing + queue
-        elif missing:
-            raise SyncError("fetch: the peer answered with other messages than asked")
-        tick(
-            fetched=progress.fetched + len(raws),
-            bytes_received=progress.bytes_received + sum(len(r) for r in raws),
-        )
+            tick(
+                fetched=progress.fetched + len(raws),
+                bytes_received=progress.bytes_received + sum(len(r) for r in raws),
+            )
+    finally:
+        if pending is not None:
+            pending.cancel()
 
 
 async def _push(
@@ -345,6 +366,7 @@ async def _push(
             continue
         codes = await client.push(raws)
         report.sent += sum(1 for code in codes if code == "ok")
+        report.message_bytes_sent += sum(len(r) for r in raws)
         tick(
             pushed=progress.pushed + len(raws),
             bytes_pushed=progress.bytes_pushed + sum(len(r) for r in raws),
