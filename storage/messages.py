@@ -23,6 +23,8 @@ from sqlite_utils import Database
 from protocol.errors import MessageRejected, Result
 from protocol.messages import Message, decode_message
 
+from .derive import Derivation
+
 __all__ = [
     "Checked",
     "IngestResult",
@@ -46,6 +48,9 @@ __all__ = [
 ]
 
 Checked = Message | MessageRejected
+
+#: The detail of a message of an unknown author kept as a skeleton (docs/civic.md).
+QUOTA_DETAIL = "stored as a skeleton: unknown-author quota"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +127,10 @@ def _drop_body(conn: sqlite3.Connection, message_id: bytes, raw: bytes) -> None:
 
 def _lookup_batch(
     conn: sqlite3.Connection, ids: list[bytes]
-) -> tuple[dict[bytes, int], dict[bytes, set[bytes]]]:
-    """For a batch of ids: which are held (and with a body), and who erased which."""
+) -> tuple[dict[bytes, int], dict[bytes, list[tuple[bytes, int]]]]:
+    """For a batch of ids: which are held (and with a body), and who erased which when."""
     held: dict[bytes, int] = {}
-    erasers: dict[bytes, set[bytes]] = {}
+    erasers: dict[bytes, list[tuple[bytes, int]]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
@@ -135,11 +140,12 @@ def _lookup_batch(
                 chunk,
             ).fetchall()
         )
-        for target, author in conn.execute(
-            f"SELECT target, author FROM erasures WHERE target IN ({marks})",  # noqa: S608
+        for target, author, ts in conn.execute(
+            "SELECT e.target, e.author, m.ts FROM erasures e JOIN messages m"  # noqa: S608
+            f" ON m.id = e.erase_id WHERE e.target IN ({marks})",
             chunk,
         ):
-            erasers.setdefault(target, set()).add(author)
+            erasers.setdefault(target, []).append((author, ts))
     return held, erasers
 
 
@@ -187,46 +193,64 @@ def store_checked(db: Database, checked: Sequence[Checked], *, now_ms: int) -> l
             refs.clear()
 
     with db.atomic():
+        derived = Derivation(conn)
         held, erasers = _lookup_batch(conn, ids)
         for item in checked:
             if isinstance(item, MessageRejected):
                 results.append(IngestResult(item.result, None, str(item)))
                 continue
             m = item
-            erased = m.author in erasers.get(m.id, ())
+            held_erasers = erasers.get(m.id, ())
+            erased = bool(held_erasers) and (
+                any(author == m.author for author, _ in held_erasers)
+                or derived.admin_erased(m, held_erasers)
+            )
             has_body = held.get(m.id)
             if has_body is not None:
                 if has_body or m.body is None:
                     results.append(IngestResult(Result.DUPLICATE, m.id, community=m.community))
                 elif erased:
                     results.append(IngestResult(Result.ERASED, m.id, community=m.community))
+                elif derived.over_quota(m):
+                    results.append(
+                        IngestResult(Result.DUPLICATE, m.id, QUOTA_DETAIL, community=m.community)
+                    )
                 else:
                     flush()
                     conn.execute(
                         "UPDATE messages SET raw = ?, has_body = 1 WHERE id = ?", (m.raw, m.id)
                     )
                     held[m.id] = 1
+                    derived.stored(m)
                     results.append(IngestResult(Result.OK, m.id, "body filled in", m.community))
                 continue
             if m.body is not None and erased:
                 rows.append(_row(m.skeleton(), now_ms))
                 held[m.id] = 0
+                derived.stored(m.skeleton())
                 results.append(IngestResult(Result.ERASED, m.id, community=m.community))
+            elif m.body is not None and derived.over_quota(m):
+                rows.append(_row(m.skeleton(), now_ms))
+                held[m.id] = 0
+                derived.stored(m.skeleton(), quota_skeleton=True)
+                results.append(IngestResult(Result.OK, m.id, QUOTA_DETAIL, m.community))
             else:
                 rows.append(_row(m, now_ms))
                 held[m.id] = 0 if m.body is None else 1
+                derived.stored(m)
                 results.append(IngestResult(Result.OK, m.id, community=m.community))
             refs.extend((ref, m.id, i) for i, ref in enumerate(m.refs))
             if m.kind == "erase" and m.refs:
                 flush()
                 _apply_erase(conn, m)
-                erasers.setdefault(m.refs[0], set()).add(m.author)
+                erasers.setdefault(m.refs[0], []).append((m.author, m.ts))
                 if m.refs[0] in held:
                     row = conn.execute(
                         "SELECT has_body FROM messages WHERE id = ?", (m.refs[0],)
                     ).fetchone()
                     held[m.refs[0]] = row[0]
         flush()
+        derived.finish()
     return results
 
 
@@ -327,13 +351,18 @@ def iter_raw(db: Database, community: bytes | None = None) -> Iterator[bytes]:
 
 
 def unerased_skeletons(db: Database, community: bytes, limit: int = 1_000) -> list[bytes]:
-    """Ids of skeletons held without a valid erase: their bodies may be fetched."""
+    """Ids of skeletons held without a valid erase: their bodies may be fetched.
+
+    Skeletons kept for the unknown-author quota are left out until their author gets
+    a role (docs/civic.md)."""
     return [
         row[0]
         for row in db.execute(
             "SELECT m.id FROM messages m WHERE m.community = ? AND m.has_body = 0"
-            " AND NOT EXISTS (SELECT 1 FROM erasures e WHERE e.target = m.id"
-            " AND e.author = m.author) LIMIT ?",
+            " AND NOT EXISTS (SELECT 1 FROM erasures e LEFT JOIN message_auth a"
+            " ON a.id = e.erase_id WHERE e.target = m.id"
+            " AND (e.author = m.author OR a.authorized = 1))"
+            " AND NOT EXISTS (SELECT 1 FROM quota_skeletons q WHERE q.id = m.id) LIMIT ?",
             (community, limit),
         )
     ]

@@ -112,3 +112,91 @@ def m002_peers_and_follows(db: Database) -> None:
         },
         strict=True,
     )
+
+
+@migrations()
+def m003_civic(db: Database) -> None:
+    # Derived state (docs/civic.md): a function of the messages held, rebuilt below for
+    # a database that holds messages already. Never synced.
+    conn = db.conn
+    schema = """
+        -- Each message's verdict: was its author allowed to publish it (roles at ts)?
+        CREATE TABLE message_auth (
+            id BLOB PRIMARY KEY, authorized INTEGER NOT NULL, reason TEXT NOT NULL
+        ) STRICT;
+        -- Each grant message of each community, replayed in (ts, id) order.
+        CREATE TABLE role_grants (
+            grant_id BLOB PRIMARY KEY, community BLOB NOT NULL, member BLOB NOT NULL,
+            role TEXT NOT NULL, start_ts INTEGER NOT NULL, end_ts INTEGER,
+            author BLOB NOT NULL, status TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX role_grants_member ON role_grants (community, member);
+        CREATE INDEX role_grants_known ON role_grants (member, status);
+        -- Messages of unknown authors kept as skeletons over the quota.
+        CREATE TABLE quota_skeletons (id BLOB PRIMARY KEY, author BLOB NOT NULL) STRICT;
+        CREATE INDEX quota_skeletons_author ON quota_skeletons (author);
+        -- Decoded bodies of the known kinds (JSON, bin as hex), dropped on erasure.
+        CREATE TABLE bodies (
+            id BLOB PRIMARY KEY, kind TEXT NOT NULL, community BLOB NOT NULL,
+            author BLOB NOT NULL, ts INTEGER NOT NULL, ref0 BLOB, edit_of BLOB,
+            fields TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX bodies_edit_of ON bodies (edit_of) WHERE edit_of IS NOT NULL;
+        CREATE TABLE things (
+            id BLOB PRIMARY KEY, kind TEXT NOT NULL, community BLOB NOT NULL,
+            author BLOB NOT NULL, ts INTEGER NOT NULL, parent BLOB, status TEXT NOT NULL,
+            reason TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL, lang TEXT NOT NULL,
+            fields TEXT, version_id BLOB NOT NULL, version_ts INTEGER NOT NULL,
+            versions INTEGER NOT NULL, closes INTEGER, scope TEXT,
+            comments INTEGER NOT NULL DEFAULT 0
+        ) STRICT;
+        CREATE INDEX things_list ON things (community, kind, status, ts);
+        CREATE INDEX things_parent ON things (parent, kind, status, ts);
+        CREATE INDEX things_author ON things (author, ts);
+        CREATE TABLE topic_tags (tag TEXT NOT NULL, topic BLOB NOT NULL,
+            PRIMARY KEY (tag, topic)) STRICT;
+        CREATE INDEX topic_tags_topic ON topic_tags (topic);
+        CREATE VIRTUAL TABLE search USING fts5 (
+            title, text,
+            tokenize='unicode61 remove_diacritics 2'
+        );
+        CREATE TABLE ballots (
+            vote_id BLOB PRIMARY KEY, proposal BLOB NOT NULL, voter BLOB NOT NULL,
+            community BLOB NOT NULL, ts INTEGER NOT NULL, choice TEXT,
+            status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT ''
+        ) STRICT;
+        CREATE INDEX ballots_voter ON ballots (proposal, voter);
+        CREATE INDEX ballots_status ON ballots (proposal, status, choice);
+        CREATE INDEX ballots_by_voter ON ballots (voter, ts);
+        CREATE TABLE proposal_counts (
+            proposal BLOB PRIMARY KEY, yes INTEGER NOT NULL, no INTEGER NOT NULL,
+            abstain INTEGER NOT NULL, support_yes INTEGER NOT NULL,
+            support_no INTEGER NOT NULL, support_abstain INTEGER NOT NULL,
+            blocked TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE tallies (
+            tally_id BLOB PRIMARY KEY, proposal BLOB NOT NULL, status TEXT NOT NULL,
+            detail TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX tallies_proposal ON tallies (proposal);
+        CREATE TABLE modlog (
+            action_id BLOB PRIMARY KEY, target BLOB NOT NULL, community BLOB,
+            moderator BLOB NOT NULL, action TEXT NOT NULL, reason TEXT, ts INTEGER NOT NULL,
+            effective INTEGER NOT NULL, why TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX modlog_community ON modlog (community, ts);
+        CREATE TABLE moderation (
+            target BLOB PRIMARY KEY, hidden INTEGER NOT NULL, action_id BLOB
+        ) STRICT;
+        CREATE TABLE profiles (
+            community BLOB PRIMARY KEY, profile_id BLOB NOT NULL, ts INTEGER NOT NULL,
+            fields TEXT NOT NULL
+        ) STRICT;
+        """
+    # One statement at a time: executescript would commit the migration's transaction.
+    for statement in schema.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    from .derive import rebuild
+
+    rebuild(conn)

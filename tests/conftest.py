@@ -76,6 +76,70 @@ class Factory:
     def erase(self, target: bytes, **kw: Any) -> Message:
         return self.make("erase", {}, refs=(target,), **kw)
 
+    # -- civic kinds (tests/test_civic*.py) ------------------------------------------
+
+    def grant(
+        self,
+        member: Ed25519PrivateKey | bytes,
+        role: str = "member",
+        until: int | None = None,
+        **kw: Any,
+    ) -> Message:
+        key = member if isinstance(member, bytes) else signing.public_key_bytes(member)
+        fields: dict[str, Any] = {"member": key, "role": role}
+        if until is not None:
+            fields["until"] = until
+        return self.make("grant", fields, **kw)
+
+    def revoke(self, grant: bytes, reason: str = "", **kw: Any) -> Message:
+        return self.make("revoke", {"reason": reason}, refs=(grant,), **kw)
+
+    def proposal(
+        self,
+        topic: bytes,
+        title: str = "Electric bus",
+        closes: int = NOW + 86_400_000,
+        **kw: Any,
+    ) -> Message:
+        fields = {
+            "title": title,
+            "problem": "The bus is old.",
+            "solution": "Buy an electric one.",
+            "lang": "en",
+            "closes": closes,
+        }
+        return self.make("proposal", fields, refs=(topic,), **kw)
+
+    def vote(self, proposal: bytes, choice: str = "yes", **kw: Any) -> Message:
+        return self.make("vote", {"choice": choice}, refs=(proposal,), **kw)
+
+    def tally(
+        self,
+        proposal: bytes,
+        ballots: bytes,
+        yes: int = 0,
+        no: int = 0,
+        abstain: int = 0,
+        **kw: Any,
+    ) -> Message:
+        fields = {"yes": yes, "no": no, "abstain": abstain, "ballots": ballots}
+        return self.make("tally", fields, refs=(proposal,), **kw)
+
+    def hide(self, target: bytes, reason: str = "spam", **kw: Any) -> Message:
+        return self.make("hide", {"reason": reason}, refs=(target,), **kw)
+
+    def unhide(self, target: bytes, reason: str = "on appeal", **kw: Any) -> Message:
+        return self.make("unhide", {"reason": reason}, refs=(target,), **kw)
+
+    def report(self, target: bytes, reason: str = "insults", **kw: Any) -> Message:
+        return self.make("report", {"reason": reason}, refs=(target,), **kw)
+
+    def story(self, topic: bytes | None, title: str = "My street", **kw: Any) -> Message:
+        refs = (topic,) if topic is not None else ()
+        return self.make(
+            "story", {"title": title, "text": "Once upon a time.", "lang": "en"}, refs=refs, **kw
+        )
+
 
 @pytest.fixture
 def community_key() -> Ed25519PrivateKey:

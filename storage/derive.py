@@ -1,0 +1,274 @@
+"""What ingest derives from the messages, in the same transaction (docs/civic.md).
+
+``store_checked`` (storage.messages) hands every message it stores, or fills in, to a
+:class:`Derivation`; :meth:`Derivation.finish` then, before the commit:
+
+1. keeps the decoded body of each known kind in ``bodies`` (votes in ``ballots``);
+2. replays the roles of each community that got a ``grant`` or ``revoke``
+   (storage.roles) and re-judges every message of each key whose roles changed;
+3. judges each new message (``message_auth``: authorized or why not);
+4. applies the erases that are valid (by the target's author, by an admin of the
+   target's home community or by that community's key), including erases that became
+   valid because a grant arrived late;
+5. refreshes the views (storage.views) that any of this touched.
+
+So the derived state depends on the set of messages held, never on their order.
+The unknown-author quota (:data:`UNKNOWN_AUTHOR_QUOTA`) is decided here too.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from protocol.messages import Message, decode_message
+
+from . import views
+from .roles import ADMIN_ROLES, RoleCache, Verdict, authorize, replay_roles
+
+__all__ = ["UNKNOWN_AUTHOR_QUOTA", "Derivation", "Row", "fields_json", "rebuild"]
+
+#: Bodies kept per author that holds no valid role in any community held here (and is
+#: no community key). Beyond it, such an author's messages are kept as skeletons only.
+UNKNOWN_AUTHOR_QUOTA = 200
+
+#: (id, kind, community, author, ts, refs)
+Row = tuple[bytes, str, bytes, bytes, int, tuple[bytes, ...]]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def fields_json(fields: dict[str, Any]) -> str:
+    """A body as JSON text: bin values as lowercase hex."""
+    return json.dumps(_jsonable(fields), ensure_ascii=False, sort_keys=True)
+
+
+def split_refs(refs: bytes) -> tuple[bytes, ...]:
+    return tuple(refs[i : i + 32] for i in range(0, len(refs), 32))
+
+
+class Derivation:
+    """Collects one transaction's stored messages; :meth:`finish` derives from them."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.roles = RoleCache(conn)
+        self._stored: list[Message] = []
+        self._pending_known: set[bytes] = set()
+        self._bodies_by_author: dict[bytes, int] = {}
+
+    # -- during store_checked ---------------------------------------------------------
+
+    def admin_erased(self, m: Message, erasers: Iterable[tuple[bytes, int]]) -> bool:
+        """True when an erase held for ``m`` is by its community key or an admin."""
+        return any(
+            author != m.author and self.roles.holds(m.community, author, ts, ADMIN_ROLES)
+            for author, ts in erasers
+        )
+
+    def over_quota(self, m: Message) -> bool:
+        """True when ``m``'s body must not be kept: its author is unknown and has
+        :data:`UNKNOWN_AUTHOR_QUOTA` bodies held already."""
+        author = m.author
+        if author == m.community or author in self._pending_known or self.roles.known(author):
+            return False
+        held = self._bodies_by_author.get(author)
+        if held is None:
+            held = int(
+                self.conn.execute(
+                    "SELECT count(*) FROM (SELECT 1 FROM messages WHERE author = ?"
+                    " AND has_body = 1 LIMIT ?)",
+                    (author, UNKNOWN_AUTHOR_QUOTA),
+                ).fetchone()[0]
+            )
+            self._bodies_by_author[author] = held
+        return held >= UNKNOWN_AUTHOR_QUOTA
+
+    def stored(self, m: Message, *, quota_skeleton: bool = False) -> None:
+        """``m`` (as stored: maybe a skeleton) was inserted or had its body filled in."""
+        self._stored.append(m)
+        if m.body is not None and m.author not in self._pending_known:
+            count = self._bodies_by_author.get(m.author)
+            if count is not None:
+                self._bodies_by_author[m.author] = count + 1
+        if m.kind == "grant" and m.fields is not None:
+            member = m.fields.get("member")
+            if isinstance(member, bytes):
+                self._pending_known.add(member)
+        if quota_skeleton:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO quota_skeletons (id, author) VALUES (?, ?)",
+                (m.id, m.author),
+            )
+
+    # -- before the commit ------------------------------------------------------------
+
+    def finish(self) -> None:
+        conn = self.conn
+        dirty = views.Dirty(conn)
+        role_communities: set[bytes] = set()
+        rows: dict[bytes, Row] = {}
+        for m in self._stored:
+            if m.fields is not None:
+                _keep_body(conn, m)
+            rows[m.id] = (m.id, m.kind, m.community, m.author, m.ts, m.refs)
+            if m.kind in ("grant", "revoke"):
+                role_communities.add(m.community)
+        # Erases held for messages that just arrived are judged again (their target
+        # is known now).
+        self._add_rows(rows, _erases_of(conn, [m.id for m in self._stored]))
+        self._settle(rows, role_communities, dirty)
+        views.refresh(conn, self.roles, dirty)
+
+    def _settle(
+        self, rows: dict[bytes, Row], role_communities: set[bytes], dirty: views.Dirty
+    ) -> None:
+        conn = self.conn
+        judged: set[bytes] = set()
+        while rows or role_communities:
+            for community in sorted(role_communities):
+                changed = replay_roles(conn, community)
+                self.roles.forget(community, changed)
+                for key in changed:
+                    if self.roles.known(key):
+                        conn.execute("DELETE FROM quota_skeletons WHERE author = ?", (key,))
+                    self._add_rows(rows, _messages_by(conn, key))
+                    dirty.authors.add(key)
+            role_communities = set()
+            erased_grants: set[bytes] = set()
+            for row in rows.values():
+                message_id, kind = row[0], row[1]
+                if kind in ("grant", "revoke"):
+                    continue
+                verdict = self._judge(row)
+                judged.add(message_id)
+                old = conn.execute(
+                    "SELECT authorized, reason FROM message_auth WHERE id = ?", (message_id,)
+                ).fetchone()
+                if old is None or (bool(old[0]), old[1]) != (verdict.authorized, verdict.reason):
+                    conn.execute(
+                        "INSERT OR REPLACE INTO message_auth (id, authorized, reason)"
+                        " VALUES (?, ?, ?)",
+                        (message_id, int(verdict.authorized), verdict.reason),
+                    )
+                dirty.message(row)
+                if kind == "erase" and verdict.authorized and row[5]:
+                    target = _erase_target(conn, row[5][0], dirty)
+                    if target is not None and target[1] == "grant":
+                        erased_grants.add(target[2])
+            rows = {}
+            role_communities = erased_grants
+
+    def _add_rows(self, rows: dict[bytes, Row], more: Iterable[Row]) -> None:
+        for row in more:
+            rows[row[0]] = row
+
+    def _judge(self, row: Row) -> Verdict:
+        _, kind, community, author, ts, refs = row
+        if kind != "erase":
+            return authorize(self.roles, kind, community, author, ts)
+        target = self.conn.execute(
+            "SELECT author, community FROM messages WHERE id = ?", (refs[0],)
+        ).fetchone()
+        if target is None:
+            return Verdict(False, "pending: the target is not held yet")
+        if target[0] == author:
+            return Verdict(True)
+        if self.roles.holds(target[1], author, ts, ADMIN_ROLES):
+            return Verdict(True, "")
+        return Verdict(
+            False, "author neither the target's author nor an admin of its community at ts"
+        )
+
+
+def _keep_body(conn: sqlite3.Connection, m: Message) -> None:
+    assert m.fields is not None
+    if m.kind == "vote":
+        choice = m.fields.get("choice")
+        conn.execute(
+            "INSERT INTO ballots (vote_id, proposal, voter, community, ts, choice, status)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (vote_id) DO UPDATE"
+            " SET choice = excluded.choice",
+            (m.id, m.refs[0], m.author, m.community, m.ts, choice),
+        )
+        return
+    if m.kind not in views.BODY_KINDS:
+        return
+    edit_of = m.fields.get("edit_of")
+    conn.execute(
+        "INSERT OR REPLACE INTO bodies (id, kind, community, author, ts, ref0, edit_of, fields)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            m.id,
+            m.kind,
+            m.community,
+            m.author,
+            m.ts,
+            m.refs[0] if m.refs else None,
+            edit_of if isinstance(edit_of, bytes) else None,
+            fields_json(m.fields),
+        ),
+    )
+
+
+def _erases_of(conn: sqlite3.Connection, ids: list[bytes]) -> list[Row]:
+    out: list[Row] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        out.extend(
+            (row[0], row[1], row[2], row[3], row[4], split_refs(row[5]))
+            for row in conn.execute(
+                "SELECT m.id, m.kind, m.community, m.author, m.ts, m.refs FROM erasures e"  # noqa: S608
+                f" JOIN messages m ON m.id = e.erase_id WHERE e.target IN ({marks})",
+                chunk,
+            )
+        )
+    return out
+
+
+def _messages_by(conn: sqlite3.Connection, author: bytes) -> list[Row]:
+    return [
+        (row[0], row[1], row[2], row[3], row[4], split_refs(row[5]))
+        for row in conn.execute(
+            "SELECT id, kind, community, author, ts, refs FROM messages WHERE author = ?",
+            (author,),
+        )
+    ]
+
+
+def _erase_target(conn: sqlite3.Connection, target: bytes, dirty: views.Dirty) -> Row | None:
+    """Drop ``target``'s body (a valid erase covers it); return its row if held."""
+    row = conn.execute(
+        "SELECT id, kind, community, author, ts, refs, has_body, raw FROM messages WHERE id = ?",
+        (target,),
+    ).fetchone()
+    if row is None:
+        return None
+    held: Row = (row[0], row[1], row[2], row[3], row[4], split_refs(row[5]))
+    dirty.message(held)  # before the body goes: an edit's thing is found through it
+    if row[6]:
+        skeleton = decode_message(row[7], now_ms=1 << 63, verify=False).skeleton()
+        conn.execute(
+            "UPDATE messages SET raw = ?, has_body = 0 WHERE id = ?", (skeleton.raw, target)
+        )
+    views.forget_body(conn, target)
+    return held
+
+
+def rebuild(conn: sqlite3.Connection) -> None:
+    """Derive everything again from the messages held (used by migrations)."""
+    d = Derivation(conn)
+    for (raw,) in conn.execute("SELECT raw FROM messages ORDER BY seq").fetchall():
+        d.stored(decode_message(raw, now_ms=1 << 63, verify=False))
+    d.finish()

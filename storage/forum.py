@@ -1,0 +1,452 @@
+"""The read API of the civic forum: what every page (and ``fora show``) shows.
+
+Plain functions over the derived views (storage.views); each returns JSON-ready
+dicts (ids and keys as lowercase hex), so a page and its JSON twin share one context.
+Only what is *visible* is listed: unauthorized, hidden and erased things never appear
+in lists, counts or search; :func:`show` explains any one message, visible or not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from sqlite_utils import Database
+
+from .views import ballots_hash
+
+__all__ = [
+    "community_profile",
+    "member_activity",
+    "moderation_log",
+    "proposal_page",
+    "report_queue",
+    "search",
+    "show",
+    "thread",
+    "topic_page",
+    "topics",
+]
+
+_THING_COLUMNS = (
+    "id, kind, community, author, ts, parent, status, reason, title, text, lang, fields,"
+    " version_id, version_ts, versions, closes, scope, comments"
+)
+
+
+def _thing(row: tuple[Any, ...]) -> dict[str, Any]:
+    (
+        thing_id,
+        kind,
+        community,
+        author,
+        ts,
+        parent,
+        status,
+        reason,
+        title,
+        text,
+        lang,
+        fields,
+        version_id,
+        version_ts,
+        versions,
+        closes,
+        scope,
+        comments,
+    ) = row
+    out: dict[str, Any] = {
+        "id": thing_id.hex(),
+        "kind": kind,
+        "community": community.hex(),
+        "author": author.hex(),
+        "ts": ts,
+        "parent": parent.hex() if parent else None,
+        "status": status,
+        "title": title,
+        "text": text,
+        "lang": lang,
+        "fields": json.loads(fields) if fields else None,
+        "edited": versions > 1,
+        "versions": versions,
+        "version_id": version_id.hex(),
+        "version_ts": version_ts,
+        "comments": comments,
+    }
+    if reason:
+        out["reason"] = reason
+    if closes is not None:
+        out["closes"] = closes
+    if scope is not None:
+        out["scope"] = scope
+    return out
+
+
+def _get_thing(db: Database, thing_id: bytes) -> dict[str, Any] | None:
+    row = db.execute(
+        f"SELECT {_THING_COLUMNS} FROM things WHERE id = ?",  # noqa: S608
+        (thing_id,),
+    ).fetchone()
+    return _thing(row) if row is not None else None
+
+
+def community_profile(db: Database, community: bytes) -> dict[str, Any] | None:
+    row = db.execute(
+        "SELECT profile_id, ts, fields FROM profiles WHERE community = ?", (community,)
+    ).fetchone()
+    if row is None:
+        return None
+    return {"community": community.hex(), "id": row[0].hex(), "ts": row[1], **json.loads(row[2])}
+
+
+def topics(
+    db: Database,
+    community: bytes,
+    *,
+    tag: str | None = None,
+    limit: int = 50,
+    before: int | None = None,
+) -> list[dict[str, Any]]:
+    """A community's visible topics, newest first (optionally with a tag)."""
+    before = (1 << 63) - 1 if before is None else before
+    if tag is None:
+        rows = db.execute(
+            f"SELECT {_THING_COLUMNS} FROM things WHERE community = ? AND kind = 'topic'"  # noqa: S608
+            " AND status = 'visible' AND ts < ? ORDER BY ts DESC LIMIT ?",
+            (community, before, limit),
+        ).fetchall()
+    else:
+        rows = db.execute(
+            f"SELECT {', '.join('t.' + c.strip() for c in _THING_COLUMNS.split(','))}"  # noqa: S608
+            " FROM topic_tags g JOIN things t ON t.id = g.topic WHERE g.tag = ?"
+            " AND t.community = ? AND t.status = 'visible' AND t.ts < ? ORDER BY t.ts DESC LIMIT ?",
+            (tag.casefold(), community, before, limit),
+        ).fetchall()
+    return [_thing(r) for r in rows]
+
+
+def _children(db: Database, parent: bytes, kind: str, limit: int) -> list[dict[str, Any]]:
+    return [
+        _thing(r)
+        for r in db.execute(
+            f"SELECT {_THING_COLUMNS} FROM things WHERE parent = ? AND kind = ?"  # noqa: S608
+            " AND status = 'visible' ORDER BY ts DESC LIMIT ?",
+            (parent, kind, limit),
+        )
+    ]
+
+
+def _counts(db: Database, proposal: bytes) -> dict[str, Any] | None:
+    row = db.execute(
+        "SELECT yes, no, abstain, support_yes, support_no, support_abstain, blocked"
+        " FROM proposal_counts WHERE proposal = ?",
+        (proposal,),
+    ).fetchone()
+    if row is None:
+        return None
+    out: dict[str, Any] = {
+        "yes": row[0],
+        "no": row[1],
+        "abstain": row[2],
+        "support": {"yes": row[3], "no": row[4], "abstain": row[5]},
+    }
+    if row[6]:
+        out["not_counted"] = row[6]
+    return out
+
+
+def topic_page(db: Database, topic: bytes, *, limit: int = 50) -> dict[str, Any] | None:
+    """A topic with its visible proposals (with live counts), stories and comments."""
+    thing = _get_thing(db, topic)
+    if thing is None or thing["kind"] != "topic":
+        return None
+    proposals = _children(db, topic, "proposal", limit)
+    for p in proposals:
+        p["counts"] = _counts(db, bytes.fromhex(p["id"]))
+    return {
+        "topic": thing,
+        "proposals": proposals,
+        "stories": _children(db, topic, "story", limit),
+        "comments": _children(db, topic, "comment", limit),
+    }
+
+
+def _tallies(db: Database, proposal: bytes) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": tally_id.hex(),
+            "ts": ts,
+            "author": author.hex(),
+            "status": status,
+            **json.loads(detail),
+        }
+        for tally_id, ts, author, status, detail in db.execute(
+            "SELECT t.tally_id, m.ts, m.author, t.status, t.detail FROM tallies t"
+            " JOIN messages m ON m.id = t.tally_id WHERE t.proposal = ?"
+            " ORDER BY m.ts DESC, t.tally_id",
+            (proposal,),
+        )
+    ]
+
+
+def tally_status(tallies: list[dict[str, Any]]) -> str:
+    """The proposal's tally status: that of the newest verified or mismatching tally."""
+    for t in tallies:
+        if t["status"] in ("verified", "mismatch"):
+            return str(t["status"])
+    return "none"
+
+
+def proposal_page(
+    db: Database, proposal: bytes, *, now_ms: int | None = None
+) -> dict[str, Any] | None:
+    thing = _get_thing(db, proposal)
+    if thing is None or thing["kind"] != "proposal":
+        return None
+    tallies = _tallies(db, proposal)
+    digest, counted = ballots_hash(db.conn, proposal)
+    out = {
+        "proposal": thing,
+        "counts": _counts(db, proposal),
+        "counted_ballots": counted,
+        "ballots_hash": digest.hex(),
+        "tallies": tallies,
+        "tally_status": tally_status(tallies),
+        "comments": _children(db, proposal, "comment", 50),
+    }
+    if now_ms is not None and thing.get("closes") is not None:
+        out["open"] = now_ms < thing["closes"]
+    return out
+
+
+def thread(db: Database, target: bytes, *, limit: int = 500) -> list[dict[str, Any]]:
+    """The visible comments under ``target``, depth-first, oldest first, with depth."""
+    rows = db.execute(
+        "WITH RECURSIVE t(id, depth, path) AS ("  # noqa: S608
+        " SELECT id, 1, printf('%020d', ts) || hex(id) FROM things"
+        "  WHERE parent = ? AND kind = 'comment' AND status = 'visible'"
+        " UNION ALL SELECT c.id, t.depth + 1, t.path || '/' || printf('%020d', c.ts) || hex(c.id)"
+        "  FROM things c JOIN t ON c.parent = t.id"
+        "  WHERE c.kind = 'comment' AND c.status = 'visible' AND t.depth < 64)"
+        " SELECT t.depth, "
+        + ", ".join("x." + c.strip() for c in _THING_COLUMNS.split(","))
+        + " FROM t JOIN things x ON x.id = t.id ORDER BY t.path LIMIT ?",
+        (target, limit),
+    ).fetchall()
+    out = []
+    for row in rows:
+        item = _thing(row[1:])
+        item["depth"] = row[0]
+        out.append(item)
+    return out
+
+
+def member_activity(db: Database, key: bytes, *, limit: int = 50) -> dict[str, Any]:
+    """What a key published that is visible, and its ballots (newest first)."""
+    things = [
+        _thing(r)
+        for r in db.execute(
+            f"SELECT {_THING_COLUMNS} FROM things WHERE author = ? AND status = 'visible'"  # noqa: S608
+            " ORDER BY ts DESC LIMIT ?",
+            (key, limit),
+        )
+    ]
+    ballots = [
+        {"id": v.hex(), "proposal": p.hex(), "ts": ts, "choice": choice, "status": status}
+        for v, p, ts, choice, status in db.execute(
+            "SELECT vote_id, proposal, ts, choice, status FROM ballots WHERE voter = ?"
+            " ORDER BY ts DESC LIMIT ?",
+            (key, limit),
+        )
+    ]
+    roles = [
+        {"community": c.hex(), "role": role, "from": start, "until": end, "grant": g.hex()}
+        for g, c, role, start, end in db.execute(
+            "SELECT grant_id, community, role, start_ts, end_ts FROM role_grants"
+            " WHERE member = ? AND status = 'valid' ORDER BY start_ts",
+            (key,),
+        )
+    ]
+    return {"key": key.hex(), "roles": roles, "things": things, "ballots": ballots}
+
+
+def _modlog_entry(row: tuple[Any, ...]) -> dict[str, Any]:
+    action_id, target, community, moderator, action, reason, ts, effective, why = row
+    out = {
+        "id": action_id.hex(),
+        "target": target.hex(),
+        "community": community.hex() if community else None,
+        "moderator": moderator.hex(),
+        "action": action,
+        "reason": reason,
+        "ts": ts,
+        "effective": bool(effective),
+    }
+    if why:
+        out["why"] = why
+    return out
+
+
+_MODLOG = "action_id, target, community, moderator, action, reason, ts, effective, why"
+
+
+def moderation_log(db: Database, community: bytes, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Who hid or unhid what, why and when, in a community (effective actions)."""
+    return [
+        _modlog_entry(r)
+        for r in db.execute(
+            f"SELECT {_MODLOG} FROM modlog WHERE community = ? AND effective = 1"  # noqa: S608
+            " ORDER BY ts DESC LIMIT ?",
+            (community, limit),
+        )
+    ]
+
+
+def report_queue(db: Database, community: bytes, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Reports on a community's things that no moderator acted on since."""
+    rows = db.execute(
+        "SELECT r.id, r.author, r.ts, r.text, r.parent, t.kind, t.title, t.status FROM things r"
+        " JOIN things t ON t.id = r.parent WHERE r.kind = 'report' AND r.status = 'visible'"
+        " AND t.community = ? AND NOT EXISTS (SELECT 1 FROM modlog l WHERE l.target = r.parent"
+        " AND l.effective = 1 AND l.ts >= r.ts) ORDER BY r.ts LIMIT ?",
+        (community, limit),
+    ).fetchall()
+    return [
+        {
+            "report": rid.hex(),
+            "author": author.hex(),
+            "ts": ts,
+            "reason": text,
+            "target": target.hex(),
+            "target_kind": kind,
+            "target_title": title,
+            "target_status": status,
+        }
+        for rid, author, ts, text, target, kind, title, status in rows
+    ]
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def search(
+    db: Database, query: str, *, community: bytes | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Visible things matching every word of ``query`` (prefix match on the last)."""
+    words = _WORD.findall(query)
+    if not words:
+        return []
+    match = " ".join(f'"{w}"' for w in words[:-1]) + f' "{words[-1]}"*'
+    where = "search MATCH ?"
+    params: list[Any] = [match.strip()]
+    sql = (
+        "SELECT "  # noqa: S608
+        + ", ".join("t." + c.strip() for c in _THING_COLUMNS.split(","))
+        + " FROM search s JOIN things t ON t.rowid = s.rowid WHERE "
+        + where
+        + " AND t.status = 'visible'"
+    )
+    if community is not None:
+        sql += " AND t.community = ?"
+        params.append(community)
+    sql += " ORDER BY s.rank LIMIT ?"
+    params.append(limit)
+    return [_thing(r) for r in db.execute(sql, params)]
+
+
+def show(db: Database, message_id: bytes) -> dict[str, Any] | None:
+    """One message with its derived state and, when it has no effect, why."""
+    row = db.execute(
+        "SELECT m.kind, m.community, m.author, m.ts, m.refs, m.has_body, a.authorized, a.reason"
+        " FROM messages m LEFT JOIN message_auth a ON a.id = m.id WHERE m.id = ?",
+        (message_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    kind, community, author, ts, refs, has_body, authorized, reason = row
+    out: dict[str, Any] = {
+        "id": message_id.hex(),
+        "kind": kind,
+        "community": community.hex(),
+        "author": author.hex(),
+        "ts": ts,
+        "refs": [refs[i : i + 32].hex() for i in range(0, len(refs), 32)],
+        "skeleton": not has_body,
+        "authorized": bool(authorized),
+    }
+    if not authorized:
+        out["not_counted"] = reason
+    body = db.execute("SELECT fields FROM bodies WHERE id = ?", (message_id,)).fetchone()
+    if body is not None:
+        out["fields"] = json.loads(body[0])
+    thing = _get_thing(db, message_id)
+    if thing is not None:
+        out["status"] = thing["status"]
+        out["thing"] = thing
+        if thing["status"] == "hidden":
+            entry = db.execute(
+                f"SELECT {_MODLOG} FROM modlog WHERE target = ? AND effective = 1"  # noqa: S608
+                " ORDER BY ts DESC, action_id DESC LIMIT 1",
+                (message_id,),
+            ).fetchone()
+            if entry is not None:
+                out["moderation"] = _modlog_entry(entry)
+    if kind == "proposal":
+        page = proposal_page(db, message_id)
+        if page is not None:
+            out.update(
+                {k: page[k] for k in ("counts", "tallies", "tally_status", "counted_ballots")}
+            )
+    elif kind == "topic":
+        page = topic_page(db, message_id)
+        if page is not None:
+            out["proposals"] = page["proposals"]
+            out["stories"] = page["stories"]
+            out["comments"] = len(page["comments"])
+    elif kind == "vote":
+        ballot = db.execute(
+            "SELECT status, reason, choice FROM ballots WHERE vote_id = ?", (message_id,)
+        ).fetchone()
+        if ballot is not None:
+            out["ballot"] = {"status": ballot[0], "choice": ballot[2]}
+            if ballot[0] not in ("counted", "support"):
+                out["not_counted"] = ballot[1]
+            elif ballot[0] == "support":
+                out["note"] = ballot[1]
+    elif kind == "tally":
+        tally = db.execute(
+            "SELECT status, detail FROM tallies WHERE tally_id = ?", (message_id,)
+        ).fetchone()
+        if tally is not None:
+            out["tally"] = {"status": tally[0], **json.loads(tally[1])}
+    elif kind in ("hide", "unhide"):
+        entry = db.execute(
+            f"SELECT {_MODLOG} FROM modlog WHERE action_id = ?",  # noqa: S608
+            (message_id,),
+        ).fetchone()
+        if entry is not None:
+            out["moderation"] = _modlog_entry(entry)
+            if not entry[7]:
+                out["not_counted"] = entry[8]
+    elif kind == "grant":
+        grant = db.execute(
+            "SELECT member, role, start_ts, end_ts, status FROM role_grants WHERE grant_id = ?",
+            (message_id,),
+        ).fetchone()
+        if grant is not None:
+            out["grant"] = {
+                "member": grant[0].hex(),
+                "role": grant[1],
+                "from": grant[2],
+                "until": grant[3],
+                "valid": grant[4] == "valid",
+            }
+    erase = db.execute(
+        "SELECT e.erase_id FROM erasures e JOIN message_auth a ON a.id = e.erase_id"
+        " WHERE e.target = ? AND a.authorized = 1 LIMIT 1",
+        (message_id,),
+    ).fetchone()
+    if erase is not None:
+        out["erased_by"] = erase[0].hex()
+    return out

@@ -1,0 +1,127 @@
+"""The derived views depend on the set of messages held, never on their arrival order."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlite_utils import Database
+
+from protocol.messages import Message
+from storage.database import open_database
+from storage.messages import ingest
+
+from .conftest import NOW, Factory, seeded_key
+
+_VIEW_TABLES = {
+    "message_auth": "id",
+    "role_grants": "grant_id",
+    "things": "id",
+    "topic_tags": "tag, topic",
+    "ballots": "vote_id",
+    "proposal_counts": "proposal",
+    "tallies": "tally_id",
+    "modlog": "action_id",
+    "moderation": "target",
+    "profiles": "community",
+    "bodies": "id",
+}
+
+
+def _scenario() -> list[Message]:
+    f = Factory(seeded_key(1))
+    other = Factory(seeded_key(2))
+    alice, bob, carol, mod, admin, official = (seeded_key(i) for i in range(10, 16))
+    admin_grant = f.grant(admin, "admin")
+    out = [admin_grant, f.grant(alice, key=admin), f.grant(bob), f.grant(mod, "moderator")]
+    out.append(f.grant(official, "official", key=admin))
+    carol_grant = f.grant(carol)
+    out.append(carol_grant)
+    topic = f.topic("Transport", key=alice)
+    proposal = f.proposal(topic.id, closes=NOW - 1_000_000, key=alice)
+    out += [topic, proposal]
+    votes = [
+        f.vote(proposal.id, "no", key=alice),
+        f.vote(proposal.id, "yes", key=alice),
+        f.vote(proposal.id, "yes", key=bob),
+        f.vote(proposal.id, "abstain", key=carol),
+    ]
+    out += votes
+    out.append(f.revoke(carol_grant.id))
+    out.append(f.vote(proposal.id, "no", key=carol))  # after her revoke
+    out.append(other.vote(proposal.id, "yes", key=seeded_key(40)))
+    out.append(other.grant(seeded_key(40)))
+    c1 = f.comment(topic.id, "first", key=bob)
+    c2 = f.comment(c1.id, "reply", key=alice)
+    out += [c1, c2, f.report(c2.id, key=bob), f.hide(c2.id, key=mod), f.hide(c1.id, key=bob)]
+    story = f.story(topic.id, key=bob)
+    out += [story, f.erase(story.id, key=admin)]
+    edit = f.make(
+        "topic",
+        {
+            "title": "Transport v2",
+            "text": "",
+            "lang": "en",
+            "tags": ["bus"],
+            "scope": "local",
+            "edit_of": topic.id,
+        },
+        key=alice,
+    )
+    out.append(edit)
+    out.append(f.tally(proposal.id, bytes(32), yes=1, no=0, abstain=0, key=official))
+    out.append(
+        f.make(
+            "community",
+            {"name": "X", "country": "IT", "region": "", "languages": ["it"], "about": ""},
+        )
+    )
+    # The admin loses the role: the official's grant (made while admin) still counts.
+    out.append(f.revoke(admin_grant.id))
+    return out
+
+
+SCENARIO = _scenario()
+
+
+def snapshot(db: Database) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for table, key in _VIEW_TABLES.items():
+        out[table] = db.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()
+    out["raw"] = db.execute("SELECT id, raw FROM messages ORDER BY id").fetchall()
+    out["search"] = db.execute(
+        "SELECT t.id FROM search s JOIN things t ON t.rowid = s.rowid ORDER BY t.id"
+    ).fetchall()
+    return out
+
+
+def _ingest_in(order: list[int], batch: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = open_database(Path(tmp) / "fora.db")
+        raws = [SCENARIO[i].raw for i in order]
+        for start in range(0, len(raws), batch):
+            ingest(db, raws[start : start + batch], now_ms=NOW)
+        snap = snapshot(db)
+        db.close()
+    return snap
+
+
+REFERENCE = _ingest_in(list(range(len(SCENARIO))), len(SCENARIO))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    order=st.permutations(range(len(SCENARIO))),
+    batch=st.integers(min_value=1, max_value=len(SCENARIO)),
+)
+def test_any_arrival_order_gives_the_same_views(order: list[int], batch: int) -> None:
+    assert _ingest_in(order, batch) == REFERENCE
+
+
+def test_the_reference_is_not_trivial() -> None:
+    statuses = {row[6] for row in REFERENCE["things"]}
+    assert {"visible", "hidden", "erased"} <= statuses
+    assert any(row[1] == 0 for row in REFERENCE["message_auth"])
