@@ -26,7 +26,7 @@ from storage.messages import IngestResult, ingest_batches, iter_raw, stats, veri
 
 from .clock import now_ms
 from .folder import NodeConfig, NodeError, default_dir, load_config, read_key, write_key
-from .publish import init_node, publish
+from .publish import check_effect, init_node, publish
 from .sync_client import SyncError
 
 __all__ = ["main"]
@@ -140,21 +140,120 @@ def cmd_key_new(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_post(args: argparse.Namespace) -> int:
+_FLAG_FIELDS = ("title", "text", "problem", "solution", "lang", "scope", "choice", "reason")
+
+
+def parse_when(text: str) -> int:
+    """A date (2027-03-01, midnight UTC) or an ISO 8601 time, as ms since the epoch."""
+    import datetime
+
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise NodeError(f"not a date: {text!r} (use 2027-03-01 or 2027-03-01T18:00Z)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _fields_from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name in _FLAG_FIELDS:
+        value = getattr(args, name, None)
+        if value is not None:
+            fields[name] = value
+    if args.tag:
+        fields["tags"] = args.tag
+    if args.closes is not None:
+        fields["closes"] = parse_when(args.closes)
+    if args.edit_of is not None:
+        fields["edit_of"] = args.edit_of
+    schema = kinds.SCHEMAS.get(args.kind)
+    if schema is not None:
+        names = {f.name for f in schema.body.fields}
+        if "lang" in names and "lang" not in fields:
+            fields["lang"] = "en"
+        if args.kind == "topic":
+            fields.setdefault("tags", [])
+            fields.setdefault("scope", "local")
+            fields.setdefault("text", "")
+        if args.kind in ("revoke",):
+            fields.setdefault("reason", "")
+    return fields
+
+
+def _sign_and_store(
+    args: argparse.Namespace, kind: str, fields: dict[str, Any], refs: list[bytes]
+) -> Any:
     config, db = _open_node(args.dir)
     try:
         community_key = read_key(config.key_path)
         key = read_key(args.key) if args.key else community_key
-        fields = body_from_json(args.kind, args.body)
+        community = signing.public_key_bytes(community_key)
+        now = now_ms()
+        if not getattr(args, "force", False):
+            check_effect(db, signing.public_key_bytes(key), community, kind, fields, refs, now)
         try:
-            message = publish(
-                db, key, signing.public_key_bytes(community_key), args.kind, fields, args.ref
-            )
+            return publish(db, key, community, kind, fields, refs, ts=now)
         except LocalProtocolError as exc:
             raise NodeError(str(exc)) from exc
     finally:
         db.close()
+
+
+def cmd_post(args: argparse.Namespace) -> int:
+    fields = body_from_json(args.kind, args.body) if args.body else _fields_from_flags(args)
+    refs = list(args.ref)
+    for flag in ("topic", "target", "proposal"):
+        value = getattr(args, flag)
+        if value is not None:
+            refs.insert(0, value)
+    message = _sign_and_store(args, args.kind, fields, refs)
     print(message.hex_id)
+    return 0
+
+
+def _member_key(text: str) -> bytes:
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    return signing.public_key_bytes(read_key(text))
+
+
+def cmd_grant(args: argparse.Namespace) -> int:
+    fields: dict[str, Any] = {"member": _member_key(args.member), "role": args.role}
+    if args.until:
+        fields["until"] = parse_when(args.until)
+    message = _sign_and_store(args, "grant", fields, [])
+    print(message.hex_id)
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    message = _sign_and_store(args, "revoke", {"reason": args.reason}, [args.grant])
+    print(message.hex_id)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from storage import forum
+
+    _, db = _open_node(args.dir)
+    try:
+        data = forum.show(db, args.id)
+    finally:
+        db.close()
+    if data is None:
+        raise NodeError(f"{args.id.hex()} is not held here")
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{data['kind']} {data['id']} by {data['author']} at {_when(data['ts'])}")
+    for key in ("status", "not_counted", "note", "tally_status", "counts", "ballot", "tally"):
+        if key in data:
+            print(f"  {key}: {json.dumps(data[key], ensure_ascii=False)}")
     return 0
 
 
@@ -555,13 +654,58 @@ def build_parser() -> argparse.ArgumentParser:
         "post",
         cmd_post,
         "Sign and store a message; print its id.",
-        'fora post ./bomarzo topic --body \'{"title": "Schools", ...}\'',
+        "fora post ./bomarzo proposal --topic ID --title 'Electric bus' --problem 'Old bus'"
+        " --solution 'Buy one' --closes 2027-03-01 --key alice.key",
     )
     p.add_argument("dir", metavar="DIR")
     p.add_argument("kind", metavar="KIND")
-    p.add_argument("--body", required=True, help="the body as JSON; bin fields as hex")
+    p.add_argument("--body", help="the whole body as JSON; bin fields as hex")
     p.add_argument("--ref", action="append", type=_hex_id, default=[], help="an id this refers to")
     p.add_argument("--key", help="sign with this key file instead of the community key")
+    for flag in ("topic", "proposal", "target"):
+        p.add_argument(f"--{flag}", type=_hex_id, help=f"the {flag} this refers to (refs[0])")
+    p.add_argument("--edit-of", type=_hex_id, help="id of the first version this edit replaces")
+    for name in _FLAG_FIELDS:
+        p.add_argument(f"--{name}", help=f"the body's {name}")
+    p.add_argument("--tag", action="append", help="a topic tag (repeat for more)")
+    p.add_argument("--closes", help="close time: 2027-03-01 (UTC) or an ISO 8601 time")
+    p.add_argument(
+        "--force", action="store_true", help="sign even if the message would have no effect"
+    )
+
+    p = command(
+        "grant",
+        cmd_grant,
+        "Grant a role (member, moderator, official, admin) to a key.",
+        "fora grant ./bomarzo alice.key member --until 2027-12-31",
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("member", metavar="KEY", help="a public key (64 hex) or a key file")
+    p.add_argument("role", choices=("member", "moderator", "official", "admin"))
+    p.add_argument("--until", help="the role ends then: 2027-12-31 or an ISO 8601 time")
+    p.add_argument("--key", help="sign with this (admin) key file instead of the community key")
+
+    p = command(
+        "revoke",
+        cmd_revoke,
+        "Withdraw a grant.",
+        "fora revoke ./bomarzo 3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29",
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("grant", metavar="GRANT_ID", type=_hex_id)
+    p.add_argument("--reason", default="", help="why (published)")
+    p.add_argument("--key", help="sign with this (admin) key file instead of the community key")
+
+    p = command(
+        "show",
+        cmd_show,
+        "Show a message with its derived state (counted or why not).",
+        "fora show ./bomarzo 3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
+        " --json",
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("id", metavar="ID", type=_hex_id)
+    p.add_argument("--json", action="store_true")
 
     p = command(
         "ingest",

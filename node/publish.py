@@ -14,11 +14,12 @@ from protocol.errors import ProtocolError, Result
 from protocol.messages import Message, create_message
 from storage.database import open_database
 from storage.messages import store_checked
+from storage.roles import ADMIN_ROLES, MODERATOR_ROLES, RoleCache, authorize
 
 from .clock import now_ms
 from .folder import CONFIG_NAME, NodeConfig, NodeError, write_config, write_key
 
-__all__ = ["init_node", "publish"]
+__all__ = ["check_effect", "init_node", "publish"]
 
 
 def publish(
@@ -87,3 +88,69 @@ def init_node(
     finally:
         db.close()
     return config, key, profile
+
+
+def check_effect(
+    db: Database,
+    author: bytes,
+    community: bytes,
+    kind: str,
+    fields: dict[str, Any],
+    refs: Sequence[bytes],
+    ts: int,
+) -> None:
+    """Refuse (``NodeError``) a message that would be valid but have no effect.
+
+    A vote by a non-member, a vote on a closed proposal, a second ``sign``, a ``hide``
+    by a non-moderator, a ``tally`` by a plain member … are accepted from peers and
+    shown as "not counted"; the local user is told before signing instead.
+    """
+    cache = RoleCache(db.conn)
+    target = refs[0] if refs else None
+    if kind in ("hide", "unhide", "tally", "vote", "erase") and target is not None:
+        row = db.execute(
+            "SELECT community, author, kind FROM messages WHERE id = ?", (target,)
+        ).fetchone()
+        if row is None:
+            raise NodeError(f"{kind}: the target {target.hex()} is not held here")
+        t_community, t_author, t_kind = row
+        if kind in ("hide", "unhide") and not cache.holds(t_community, author, ts, MODERATOR_ROLES):
+            raise NodeError(
+                f"{kind} would have no effect: you are not a moderator of its community"
+            )
+        if kind == "erase":
+            if author != t_author and not cache.holds(t_community, author, ts, ADMIN_ROLES):
+                raise NodeError(
+                    "erase would have no effect: you are neither its author nor an admin"
+                )
+            return
+        if kind in ("vote", "tally"):
+            if t_kind != "proposal":
+                raise NodeError(f"{kind}: the target is a {t_kind}, not a proposal")
+            closes = db.execute("SELECT closes FROM things WHERE id = ?", (target,)).fetchone()
+            if closes is None or closes[0] is None:
+                raise NodeError(f"{kind}: the proposal's body is not held here")
+            if kind == "vote" and ts >= closes[0]:
+                raise NodeError("vote would not be counted: the proposal is closed")
+            if kind == "vote" and community != t_community:
+                pass  # support from another community: shown apart, allowed
+            if kind == "tally" and ts < closes[0]:
+                raise NodeError("tally would not be counted: the proposal is still open")
+            if kind == "tally" and community != t_community:
+                raise NodeError("tally would not be counted: the proposal is another community's")
+    if kind == "sign" and target is not None:
+        again = db.execute(
+            "SELECT 1 FROM message_refs r JOIN messages m ON m.id = r.id WHERE r.ref = ?"
+            " AND r.position = 0 AND m.kind = 'sign' AND m.author = ? LIMIT 1",
+            (target, author),
+        ).fetchone()
+        if again is not None:
+            raise NodeError("sign would not be counted: you signed this petition already")
+    if kind in ("grant", "revoke", "erase"):
+        if kind != "erase" and not cache.holds(community, author, ts, ADMIN_ROLES):
+            raise NodeError(f"{kind} would have no effect: you are not an admin")
+        return
+    verdict = authorize(cache, kind, community, author, ts)
+    if not verdict.authorized and kind not in ("hide", "unhide"):
+        why = verdict.reason.replace("author", "you are").replace(" at ts", " now")
+        raise NodeError(f"{kind} would not be counted: {why}")
