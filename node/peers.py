@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from storage import items as item_fns
 from storage import messages as store_fns
 from storage import peers as peer_fns
 from storage.store import Store
@@ -57,7 +58,10 @@ class PeerManager:
         self.progress: dict[str, SyncProgress] = {}
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[Any]] = {}
-        self._push_queue: asyncio.Queue[tuple[list[bytes], str | None]] = asyncio.Queue()
+        # (id, raw) pairs of new messages, and the peer they came from
+        self._push_queue: asyncio.Queue[tuple[list[tuple[bytes, bytes]], str | None]] = (
+            asyncio.Queue()
+        )
         self._tasks: list[asyncio.Task[Any]] = []
         self._announced: deque[bytes] = deque()
         self._announced_set: set[bytes] = set()
@@ -185,7 +189,7 @@ class PeerManager:
         self._announced_set.update(ids)
         while len(self._announced) > ANNOUNCED_MEMORY:
             self._announced_set.discard(self._announced.popleft())
-        self._push_queue.put_nowait((raws, source))
+        self._push_queue.put_nowait((list(zip(ids, raws, strict=True)), source))
 
     async def _tail(self) -> None:
         """Push messages that another process (``fora post``) wrote to the database."""
@@ -196,9 +200,9 @@ class PeerManager:
             if not rows:
                 continue
             cursor = rows[-1][0]
-            raws = [raw for _, message_id, raw in rows if message_id not in self._announced_set]
-            if raws:
-                self._push_queue.put_nowait((raws, None))
+            fresh = [(i, raw) for _, i, raw in rows if i not in self._announced_set]
+            if fresh:
+                self._push_queue.put_nowait((fresh, None))
 
     async def _pusher(self) -> None:
         assert self.session is not None
@@ -214,8 +218,15 @@ class PeerManager:
                     raws = raws + more
             await self._push_to_all(raws, source)
 
-    async def _push_to_all(self, raws: list[bytes], source: str | None) -> None:
+    async def _push_to_all(self, items: list[tuple[bytes, bytes]], source: str | None) -> None:
+        """Push new messages to every peer but their source. Messages whose author was
+        not authorized are not relayed as content (reconciliation still carries them,
+        so every node converges on the same set)."""
         assert self.session is not None
+        unauthorized = await self.store.read(item_fns.unauthorized, [i for i, _ in items])
+        raws = [raw for i, raw in items if i not in unauthorized]
+        if not raws:
+            return
         peers = await self.store.read(peer_fns.list_peers)
         targets = [p for p in peers if p.url != source and p.state != "refused"]
 

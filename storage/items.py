@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
-__all__ = ["last_seq", "load_items"]
+__all__ = ["last_seq", "load_items", "unauthorized"]
 
 
 def load_items(db: Database, community: bytes) -> list[tuple[int, bytes]]:
@@ -25,3 +25,20 @@ def last_seq(db: Database, community: bytes) -> int:
     ever get added, so an unchanged number means an unchanged item set."""
     row = db.execute("SELECT max(seq) FROM messages WHERE community = ?", (community,)).fetchone()
     return int(row[0] or 0)
+
+
+def unauthorized(db: Database, ids: list[bytes]) -> set[bytes]:
+    """Those of ``ids`` whose author was not authorized for them (never relayed as
+    content by live push)."""
+    found: set[bytes] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            row[0]
+            for row in db.execute(
+                f"SELECT id FROM message_auth WHERE authorized = 0 AND id IN ({marks})",  # noqa: S608
+                chunk,
+            )
+        )
+    return found

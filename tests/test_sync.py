@@ -445,3 +445,27 @@ def test_kill_during_a_large_sync_then_resume(tmp_path: Path) -> None:
         assert "0 problems" in fora("verify", str(target))
     finally:
         server.stop()
+
+
+async def test_live_push_does_not_relay_unauthorized_messages(make_node: Any) -> None:
+    a, b = await make_node("A"), await make_node("B")
+    await b.app[PEERS].add(a.url)
+    await a.app[PEERS].add(b.url)
+    stranger = seeded_key(77)  # holds no role in A's community
+    now = int(time.time() * 1000)
+    spam = create_message(
+        stranger,
+        kind="topic",
+        community=a.community,
+        ts=now,
+        fields={"title": "Buy now", "text": "", "lang": "en", "tags": [], "scope": "local"},
+    )
+    (result,) = await a.app[INGESTOR].ingest([spam.raw])
+    assert result.result.value == "ok"
+    good = await a.post_topic("Real topic")  # by the community key: authorized
+    await eventually(lambda: b.has(good), timeout=2.0)
+    assert not await b.has(spam.id)
+    # Reconciliation still carries it, so both nodes hold the same set.
+    await b.app[PEERS].sync_now(a.url)
+    assert await b.has(spam.id)
+    assert await a.set_hash() == await b.set_hash()
