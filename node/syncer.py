@@ -106,22 +106,37 @@ class Ingestor:
         return self._pool
 
     async def ingest(self, raws: Sequence[bytes], source: str | None = None) -> list[IngestResult]:
+        """Check and store ``raws``; tell listeners what was new."""
         if not raws:
             return []
+        checked, now = await self.check(raws)
+        return await self.store_checked(raws, checked, now, source)
+
+    async def check(self, raws: Sequence[bytes]) -> tuple[list[store_fns.Checked], int]:
+        """Only the checking half (so a caller can check one batch while storing the
+        previous one)."""
         loop = asyncio.get_running_loop()
         now = now_ms()
         if len(raws) < SMALL_BATCH or self.workers <= 1:
-            checked = await asyncio.to_thread(store_fns.check_all, raws, now)
-        else:
-            pool = self._check_pool()
-            step = -(-len(raws) // self.workers)
-            parts = await asyncio.gather(
-                *(
-                    loop.run_in_executor(pool, store_fns.check_all, raws[i : i + step], now)
-                    for i in range(0, len(raws), step)
-                )
+            return await asyncio.to_thread(store_fns.check_all, raws, now), now
+        pool = self._check_pool()
+        step = -(-len(raws) // self.workers)
+        parts = await asyncio.gather(
+            *(
+                loop.run_in_executor(pool, store_fns.check_all, raws[i : i + step], now)
+                for i in range(0, len(raws), step)
             )
-            checked = [item for part in parts for item in part]
+        )
+        return [item for part in parts for item in part], now
+
+    async def store_checked(
+        self,
+        raws: Sequence[bytes],
+        checked: list[store_fns.Checked],
+        now: int,
+        source: str | None = None,
+    ) -> list[IngestResult]:
+        """The storing half: one transaction on the writer thread, then the listeners."""
         results = await self.store.write(store_fns.store_checked, checked, now_ms=now)
         fresh = [
             (result.id, raw)
@@ -315,40 +330,65 @@ async def _fetch(
     progress: SyncProgress,
     tick: Callable[..., None],
 ) -> None:
-    """Fetch in batches, asking for the next batch while the current one is checked
-    and stored."""
+    """Fetch in batches as a pipeline: while batch i is stored, batch i+1 is checked
+    and batch i+2 is on its way."""
     queue = list(need)
-    pending: asyncio.Task[list[bytes]] | None = None
-    asked: list[bytes] = []
+    fetching: asyncio.Task[list[bytes]] | None = None
+    fetching_ids: list[bytes] = []
+    storing: asyncio.Task[list[IngestResult]] | None = None
+    storing_ids: list[bytes] = []
+    storing_size = 0
+
+    def next_fetch() -> None:
+        nonlocal fetching, fetching_ids, queue
+        if queue and fetching is None:
+            fetching_ids, queue = queue[:FETCH_BATCH], queue[FETCH_BATCH:]
+            fetching = asyncio.create_task(client.fetch(fetching_ids))
+
+    async def settle() -> None:
+        """Wait for the batch being stored and account for it."""
+        nonlocal storing, queue
+        if storing is None:
+            return
+        results = await storing
+        storing = None
+        got = {r.id for r in results if r.id is not None}
+        report.received += sum(1 for r in results if r.result is Result.OK)
+        report.rejected += sum(1 for r in results if not r.result.accepted)
+        report.message_bytes_received += storing_size
+        # A fetch answer may stop short (size cap): ask again for the rest.
+        missing = [i for i in storing_ids if i not in got]
+        if len(missing) == len(storing_ids):
+            raise SyncError("fetch: the peer answered with other messages than asked")
+        queue = missing + queue
+        tick(
+            fetched=progress.fetched + len(results),
+            bytes_received=progress.bytes_received + storing_size,
+        )
+
     try:
-        while queue or pending is not None:
-            if pending is None:
-                asked, queue = queue[:FETCH_BATCH], queue[FETCH_BATCH:]
-                pending = asyncio.create_task(client.fetch(asked))
-            raws = await pending
-            batch, pending = asked, None
-            if queue:
-                asked, queue = queue[:FETCH_BATCH], queue[FETCH_BATCH:]
-                pending = asyncio.create_task(client.fetch(asked))
+        next_fetch()
+        while fetching is not None or storing is not None:
+            if fetching is None:
+                await settle()
+                next_fetch()
+                continue
+            raws = await fetching
+            asked, fetching = fetching_ids, None
+            next_fetch()
             if not raws:
                 raise SyncError("fetch: the peer sent none of the messages asked for")
-            results = await ingestor.ingest(raws, source=client.url)
-            got = {r.id for r in results if r.id is not None}
-            report.received += sum(1 for r in results if r.result is Result.OK)
-            report.rejected += sum(1 for r in results if not r.result.accepted)
-            report.message_bytes_received += sum(len(r) for r in raws)
-            # A fetch answer may stop short (size cap): ask again for the rest.
-            missing = [i for i in batch if i not in got]
-            if len(missing) == len(batch):
-                raise SyncError("fetch: the peer answered with other messages than asked")
-            queue = missing + queue
-            tick(
-                fetched=progress.fetched + len(raws),
-                bytes_received=progress.bytes_received + sum(len(r) for r in raws),
+            checked, now = await ingestor.check(raws)
+            await settle()
+            storing_ids, storing_size = asked, sum(len(r) for r in raws)
+            storing = asyncio.create_task(
+                ingestor.store_checked(raws, checked, now, source=client.url)
             )
+            next_fetch()
     finally:
-        if pending is not None:
-            pending.cancel()
+        for task in (fetching, storing):
+            if task is not None:
+                task.cancel()
 
 
 async def _push(
