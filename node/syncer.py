@@ -71,10 +71,18 @@ class ItemCache:
             cached = self._cached.get(community)
             if cached is not None and cached[0] == seq:
                 return cached[1]
+            if cached is not None:
+                # Usually the new messages are the newest: append them (milliseconds)
+                # rather than rebuild (seconds at a million items).
+                newest, added = await self.store.read(item_fns.items_since, community, cached[0])
+                grown = await asyncio.to_thread(cached[1].appended, added)
+                if grown is not None:
+                    self._cached[community] = (newest, grown)
+                    return grown
 
             def build(db: Any) -> tuple[int, VectorStore]:
                 # Read the sequence number first: a message arriving meanwhile makes
-                # the next call rebuild rather than be missed.
+                # the next call catch up rather than be missed.
                 current = item_fns.last_seq(db, community)
                 return current, VectorStore(item_fns.load_items(db, community))
 

@@ -203,6 +203,44 @@ class VectorStore:
         self._sums = bytes(sums)
         self._id_column = _IdColumn(self._ids)
 
+    def appended(self, items: Iterable[tuple[int, bytes]]) -> VectorStore | None:
+        """A new store with ``items`` (sorted) added after the last item, or ``None``
+        when they do not all sort after it (then rebuild from scratch).
+
+        Costs a copy of the packed arrays plus work for the new items only: tens of
+        milliseconds at 1,000,000 items, against seconds for a rebuild.
+        """
+        new = list(items)
+        if not new:
+            return self
+        n = len(self._timestamps)
+        prev: tuple[int, bytes] | None = (
+            (self._timestamps[n - 1], self._ids[(n - 1) * ID_SIZE :]) if n else None
+        )
+        timestamps = self._timestamps[:]  # a memcpy
+        new_ids = bytearray()
+        new_sums = bytearray()
+        total = int.from_bytes(self._sums[n * ID_SIZE :], "little")
+        for timestamp, raw_id in new:
+            if not 0 <= timestamp <= MAX_TIMESTAMP or len(raw_id) != ID_SIZE:
+                raise LocalProtocolError("bad item")
+            item_id = bytes(raw_id)
+            if prev is not None and (timestamp, item_id) <= prev:
+                return None
+            prev = (timestamp, item_id)
+            timestamps.append(timestamp)
+            new_ids += item_id
+            total = (total + int.from_bytes(item_id, "little")) & _MOD_MASK
+            new_sums += total.to_bytes(ID_SIZE, "little")
+        ids = self._ids + new_ids
+        sums = self._sums + new_sums
+        store = VectorStore.__new__(VectorStore)
+        store._timestamps = timestamps
+        store._ids = ids
+        store._sums = sums
+        store._id_column = _IdColumn(store._ids)
+        return store
+
     @classmethod
     def from_unsorted(cls, items: Iterable[tuple[int, bytes]]) -> VectorStore:
         """Sort and de-duplicate ``items`` first."""

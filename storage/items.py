@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
-__all__ = ["last_seq", "load_items", "unauthorized"]
+__all__ = ["items_since", "last_seq", "load_items", "unauthorized"]
 
 
 def load_items(db: Database, community: bytes) -> list[tuple[int, bytes]]:
@@ -42,3 +42,12 @@ def unauthorized(db: Database, ids: list[bytes]) -> set[bytes]:
             )
         )
     return found
+
+
+def items_since(db: Database, community: bytes, seq: int) -> tuple[int, list[tuple[int, bytes]]]:
+    """The community's items that arrived after ``seq``, sorted, and the newest seq."""
+    rows = db.execute(
+        "SELECT seq, sec, id FROM messages WHERE community = ? AND seq > ?", (community, seq)
+    ).fetchall()
+    newest = max((row[0] for row in rows), default=seq)
+    return newest, sorted((row[1], row[2]) for row in rows)

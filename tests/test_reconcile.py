@@ -787,3 +787,18 @@ def test_recent_opening_falls_back_when_ids_do_not_fit_a_frame() -> None:
     a, _, _, _ = _recent_pair(0, 500, 0)
     opening = Negentropy(a, 4096).initiate(recent_since=0)
     assert opening == Negentropy(a, 4096).initiate()
+
+
+def test_appended_store_equals_a_rebuilt_one() -> None:
+    items = sorted((1_000 + i // 3, hashlib.sha256(str(i).encode()).digest()) for i in range(300))
+    base = VectorStore(items[:200])
+    grown = base.appended(items[200:])
+    full = VectorStore(items)
+    assert grown is not None and grown.size() == full.size() == 300
+    for begin, end in [(0, 300), (0, 200), (150, 300), (200, 201), (299, 300), (0, 0)]:
+        assert grown.fingerprint(begin, end) == full.fingerprint(begin, end)
+    assert list(grown.iterate(0, 300)) == list(full.iterate(0, 300))
+    assert base.size() == 200  # the original is untouched
+    # An item that sorts before the last one cannot be appended.
+    assert base.appended([items[5]]) is None
+    assert base.appended([]) is base
