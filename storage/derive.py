@@ -26,7 +26,7 @@ from typing import Any
 from protocol.messages import Message, decode_message
 
 from . import views
-from .roles import ADMIN_ROLES, RoleCache, Verdict, authorize, replay_roles
+from .roles import ADMIN_ROLES, RoleCache, Verdict, authorize, replay_roles, write_verdicts
 
 __all__ = ["UNKNOWN_AUTHOR_QUOTA", "Derivation", "Row", "fields_json", "rebuild"]
 
@@ -48,9 +48,27 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_FLAT = (str, int, bool, type(None))
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
+def jsonable_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A body's fields with bin values as lowercase hex (a flat body is not walked)."""
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        t = type(v)
+        if t is bytes:
+            out[k] = v.hex()
+        elif t in _FLAT:
+            out[k] = v
+        else:
+            out[k] = _jsonable(v)
+    return out
+
+
 def fields_json(fields: dict[str, Any]) -> str:
     """A body as JSON text: bin values as lowercase hex."""
-    return json.dumps(_jsonable(fields), ensure_ascii=False, sort_keys=True)
+    return _ENCODER.encode(jsonable_fields(fields))
 
 
 def split_refs(refs: bytes) -> tuple[bytes, ...]:
@@ -66,6 +84,8 @@ class Derivation:
         self._stored: list[Message] = []
         self._pending_known: set[bytes] = set()
         self._bodies_by_author: dict[bytes, int] = {}
+        #: id -> (JSON text, decoded fields) of the bodies written in this transaction
+        self._decoded: dict[bytes, tuple[str, dict[str, Any]]] = {}
 
     # -- during store_checked ---------------------------------------------------------
 
@@ -111,6 +131,10 @@ class Derivation:
                 (m.id, m.author),
             )
 
+    def prepare(self, messages: Iterable[Message]) -> None:
+        """Load what the batch's derivation needs (its authors' roles) at once."""
+        self.roles.preload((m.community, m.author) for m in messages)
+
     # -- before the commit ------------------------------------------------------------
 
     def finish(self) -> None:
@@ -118,23 +142,59 @@ class Derivation:
         dirty = views.Dirty(conn)
         role_communities: set[bytes] = set()
         rows: dict[bytes, Row] = {}
+        bodies: list[tuple[Any, ...]] = []
+        ballots: list[tuple[Any, ...]] = []
         for m in self._stored:
             if m.fields is not None:
-                _keep_body(conn, m)
+                if m.kind == "vote":
+                    ballots.append(
+                        (m.id, m.refs[0], m.author, m.community, m.ts, m.fields.get("choice"))
+                    )
+                elif m.kind in views.BODY_KINDS:
+                    bodies.append(self._body_row(m))
             rows[m.id] = (m.id, m.kind, m.community, m.author, m.ts, m.refs)
             if m.kind in ("grant", "revoke"):
                 role_communities.add(m.community)
+        if ballots:
+            conn.executemany(
+                "INSERT INTO ballots (vote_id, proposal, voter, community, ts, choice, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (vote_id) DO UPDATE"
+                " SET choice = excluded.choice",
+                ballots,
+            )
+        if bodies:
+            conn.executemany(
+                "INSERT OR REPLACE INTO bodies (id, kind, community, author, ts, ref0, edit_of,"
+                " fields) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                bodies,
+            )
         # Erases held for messages that just arrived are judged again (their target
         # is known now).
         self._add_rows(rows, _erases_of(conn, [m.id for m in self._stored]))
         self._settle(rows, role_communities, dirty)
-        views.refresh(conn, self.roles, dirty)
+        views.refresh(conn, self.roles, dirty, self._decoded)
+
+    def _body_row(self, m: Message) -> tuple[Any, ...]:
+        assert m.fields is not None
+        decoded = jsonable_fields(m.fields)
+        text = _ENCODER.encode(decoded)
+        self._decoded[m.id] = (text, decoded)
+        edit_of = m.fields.get("edit_of")
+        return (
+            m.id,
+            m.kind,
+            m.community,
+            m.author,
+            m.ts,
+            m.refs[0] if m.refs else None,
+            edit_of if isinstance(edit_of, bytes) else None,
+            text,
+        )
 
     def _settle(
         self, rows: dict[bytes, Row], role_communities: set[bytes], dirty: views.Dirty
     ) -> None:
         conn = self.conn
-        judged: set[bytes] = set()
         while rows or role_communities:
             for community in sorted(role_communities):
                 changed = replay_roles(conn, community)
@@ -145,24 +205,14 @@ class Derivation:
                     self._add_rows(rows, _messages_by(conn, key))
                     dirty.authors.add(key)
             role_communities = set()
+            judged = [row for row in rows.values() if row[1] not in ("grant", "revoke")]
+            self.roles.preload((row[2], row[3]) for row in judged)
+            verdicts = {row[0]: self._judge(row) for row in judged}
+            write_verdicts(conn, verdicts)
+            dirty.messages(judged)
             erased_grants: set[bytes] = set()
-            for row in rows.values():
-                message_id, kind = row[0], row[1]
-                if kind in ("grant", "revoke"):
-                    continue
-                verdict = self._judge(row)
-                judged.add(message_id)
-                old = conn.execute(
-                    "SELECT authorized, reason FROM message_auth WHERE id = ?", (message_id,)
-                ).fetchone()
-                if old is None or (bool(old[0]), old[1]) != (verdict.authorized, verdict.reason):
-                    conn.execute(
-                        "INSERT OR REPLACE INTO message_auth (id, authorized, reason)"
-                        " VALUES (?, ?, ?)",
-                        (message_id, int(verdict.authorized), verdict.reason),
-                    )
-                dirty.message(row)
-                if kind == "erase" and verdict.authorized and row[5]:
+            for row in judged:
+                if row[1] == "erase" and verdicts[row[0]].authorized and row[5]:
                     target = _erase_target(conn, row[5][0], dirty)
                     if target is not None and target[1] == "grant":
                         erased_grants.add(target[2])
@@ -189,36 +239,6 @@ class Derivation:
         return Verdict(
             False, "author neither the target's author nor an admin of its community at ts"
         )
-
-
-def _keep_body(conn: sqlite3.Connection, m: Message) -> None:
-    assert m.fields is not None
-    if m.kind == "vote":
-        choice = m.fields.get("choice")
-        conn.execute(
-            "INSERT INTO ballots (vote_id, proposal, voter, community, ts, choice, status)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (vote_id) DO UPDATE"
-            " SET choice = excluded.choice",
-            (m.id, m.refs[0], m.author, m.community, m.ts, choice),
-        )
-        return
-    if m.kind not in views.BODY_KINDS:
-        return
-    edit_of = m.fields.get("edit_of")
-    conn.execute(
-        "INSERT OR REPLACE INTO bodies (id, kind, community, author, ts, ref0, edit_of, fields)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            m.id,
-            m.kind,
-            m.community,
-            m.author,
-            m.ts,
-            m.refs[0] if m.refs else None,
-            edit_of if isinstance(edit_of, bytes) else None,
-            fields_json(m.fields),
-        ),
-    )
 
 
 def _erases_of(conn: sqlite3.Connection, ids: list[bytes]) -> list[Row]:
@@ -262,7 +282,7 @@ def _erase_target(conn: sqlite3.Connection, target: bytes, dirty: views.Dirty) -
         conn.execute(
             "UPDATE messages SET raw = ?, has_body = 0 WHERE id = ?", (skeleton.raw, target)
         )
-    views.forget_body(conn, target)
+    views.forget_body(conn, target, dirty)
     return held
 
 

@@ -195,6 +195,7 @@ def store_checked(db: Database, checked: Sequence[Checked], *, now_ms: int) -> l
     with db.atomic():
         derived = Derivation(conn)
         held, erasers = _lookup_batch(conn, ids)
+        derived.prepare(m for m in checked if isinstance(m, Message))
         for item in checked:
             if isinstance(item, MessageRejected):
                 results.append(IngestResult(item.result, None, str(item)))

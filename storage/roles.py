@@ -29,6 +29,7 @@ __all__ = [
     "Verdict",
     "authorize",
     "replay_roles",
+    "write_verdicts",
 ]
 
 ADMIN = "admin"
@@ -133,6 +134,51 @@ class RoleCache:
             self._known[key] = got
         return got
 
+    def preload(self, pairs: Iterable[tuple[bytes, bytes]]) -> None:
+        """Load the intervals of each (community, key) and whether each key is known,
+        with a few set-based queries instead of one per key."""
+        by_community: dict[bytes, set[bytes]] = {}
+        keys: set[bytes] = set()
+        for community, key in pairs:
+            if key != community and (community, key) not in self._intervals:
+                by_community.setdefault(community, set()).add(key)
+            if key not in self._known:
+                keys.add(key)
+        for community, members in by_community.items():
+            found: dict[bytes, list[tuple[str, int, int]]] = {k: [] for k in members}
+            for chunk in _chunks(sorted(members)):
+                for member, role, start, end in self.conn.execute(
+                    "SELECT member, role, start_ts, end_ts FROM role_grants"  # noqa: S608
+                    f" WHERE community = ? AND status = 'valid' AND member IN ({_marks(chunk)})",
+                    (community, *chunk),
+                ):
+                    found[member].append((role, start, _NO_END if end is None else end))
+            for member, got in found.items():
+                self._intervals[(community, member)] = got
+        if not keys:
+            return
+        known: set[bytes] = set()
+        for chunk in _chunks(sorted(keys)):
+            known.update(
+                row[0]
+                for row in self.conn.execute(
+                    "SELECT DISTINCT member FROM role_grants"  # noqa: S608
+                    f" WHERE status = 'valid' AND member IN ({_marks(chunk)})",
+                    chunk,
+                )
+            )
+        for chunk in _chunks(sorted(keys - known)):
+            known.update(
+                row[0]
+                for row in self.conn.execute(
+                    "SELECT DISTINCT community FROM messages"  # noqa: S608
+                    f" WHERE community IN ({_marks(chunk)})",
+                    chunk,
+                )
+            )
+        for key in keys:
+            self._known[key] = key in known
+
     def mark_known(self, key: bytes) -> None:
         self._known[key] = True
 
@@ -140,6 +186,15 @@ class RoleCache:
         for key in keys:
             self._intervals.pop((community, key), None)
             self._known.pop(key, None)
+
+
+def _chunks(items: list[bytes], size: int = 500) -> Iterable[list[bytes]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _marks(chunk: list[bytes]) -> str:
+    return ",".join("?" * len(chunk))
 
 
 def role_name(roles: frozenset[str]) -> str:
@@ -243,18 +298,30 @@ def replay_roles(conn: sqlite3.Connection, community: bytes) -> set[bytes]:
             for gid, g in grants.items()
         ],
     )
-    for message_id, verdict in verdicts.items():
-        row = conn.execute(
-            "SELECT authorized, reason FROM message_auth WHERE id = ?", (message_id,)
-        ).fetchone()
-        if row is None or (bool(row[0]), row[1]) != (verdict.authorized, verdict.reason):
-            conn.execute(
-                "INSERT OR REPLACE INTO message_auth (id, authorized, reason) VALUES (?, ?, ?)",
-                (message_id, int(verdict.authorized), verdict.reason),
-            )
+    write_verdicts(conn, verdicts)
     new = _snapshot(conn, community)
     changed = {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
     return changed
+
+
+def write_verdicts(conn: sqlite3.Connection, verdicts: dict[bytes, Verdict]) -> None:
+    """Store each message's verdict in ``message_auth`` (only those that changed)."""
+    ids = sorted(verdicts)
+    old: dict[bytes, tuple[bool, str]] = {}
+    for chunk in _chunks(ids):
+        for message_id, authorized, reason in conn.execute(
+            f"SELECT id, authorized, reason FROM message_auth WHERE id IN ({_marks(chunk)})",  # noqa: S608
+            chunk,
+        ):
+            old[message_id] = (bool(authorized), reason)
+    conn.executemany(
+        "INSERT OR REPLACE INTO message_auth (id, authorized, reason) VALUES (?, ?, ?)",
+        [
+            (message_id, int(v.authorized), v.reason)
+            for message_id in ids
+            if old.get(message_id) != ((v := verdicts[message_id]).authorized, v.reason)
+        ],
+    )
 
 
 def _snapshot(

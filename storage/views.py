@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,10 @@ _TEXT = {
 }
 
 
+#: (id, kind, community, author, ts, refs) of a message
+Row = tuple[bytes, str, bytes, bytes, int, tuple[bytes, ...]]
+
+
 @dataclass
 class Dirty:
     """What one transaction touched, by view key."""
@@ -64,57 +69,88 @@ class Dirty:
     parents: set[bytes] = field(default_factory=set)
     authors: set[bytes] = field(default_factory=set)
 
-    def message(self, row: tuple[bytes, str, bytes, bytes, int, tuple[bytes, ...]]) -> None:
+    #: vote id -> its choice before an erase dropped it in this transaction
+    lost_choices: dict[bytes, str | None] = field(default_factory=dict)
+
+    def message(self, row: Row) -> None:
         """Mark the view rows that message ``row`` feeds."""
-        message_id, kind, community, author, _ts, refs = row
-        if kind == "community":
-            self.profiles.add(community)
-        elif kind in CONTENT_KINDS:
-            found = self.conn.execute(
-                "SELECT edit_of FROM bodies WHERE id = ?", (message_id,)
-            ).fetchone()
-            self.things.add(found[0] if found is not None and found[0] else message_id)
-            self.mod_targets.add(message_id)
-        elif kind == "vote" and refs:
-            self.voters.add((refs[0], author))
-        elif kind == "tally" and refs:
-            self.conn.execute(
+        self.messages([row])
+
+    def messages(self, rows: Sequence[Row]) -> None:
+        """Mark the view rows that the messages ``rows`` feed (a few queries in all)."""
+        content = [row[0] for row in rows if row[1] in CONTENT_KINDS]
+        edit_of: dict[bytes, bytes | None] = {}
+        for chunk in _chunks(content):
+            edit_of.update(
+                self.conn.execute(
+                    f"SELECT id, edit_of FROM bodies WHERE id IN ({_marks(chunk)})",  # noqa: S608
+                    chunk,
+                ).fetchall()
+            )
+        tallies: list[tuple[bytes, bytes]] = []
+        for message_id, kind, community, author, _ts, refs in rows:
+            if kind == "community":
+                self.profiles.add(community)
+            elif kind in CONTENT_KINDS:
+                self.things.add(edit_of.get(message_id) or message_id)
+                self.mod_targets.add(message_id)
+            elif kind == "vote" and refs:
+                self.voters.add((refs[0], author))
+            elif kind == "tally" and refs:
+                tallies.append((message_id, refs[0]))
+                self.tallies.add(refs[0])
+            elif kind in ("hide", "unhide") and refs:
+                self.mod_targets.add(refs[0])
+        if tallies:
+            self.conn.executemany(
                 "INSERT OR IGNORE INTO tallies (tally_id, proposal, status, detail)"
                 " VALUES (?, ?, 'pending', '{}')",
-                (message_id, refs[0]),
+                tallies,
             )
-            self.tallies.add(refs[0])
-        elif kind in ("hide", "unhide") and refs:
-            self.mod_targets.add(refs[0])
 
 
-def forget_body(conn: sqlite3.Connection, message_id: bytes) -> None:
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _marks(chunk: Sized) -> str:
+    return ",".join("?" * len(chunk))
+
+
+def forget_body(conn: sqlite3.Connection, message_id: bytes, dirty: Dirty | None = None) -> None:
     """A message's body was dropped (erasure): drop what was decoded from it."""
     conn.execute("DELETE FROM bodies WHERE id = ?", (message_id,))
+    if dirty is not None and message_id not in dirty.lost_choices:
+        held = conn.execute(
+            "SELECT choice FROM ballots WHERE vote_id = ?", (message_id,)
+        ).fetchone()
+        if held is not None:
+            dirty.lost_choices[message_id] = held[0]
     conn.execute("UPDATE ballots SET choice = NULL WHERE vote_id = ?", (message_id,))
 
 
-def refresh(conn: sqlite3.Connection, roles: RoleCache, dirty: Dirty) -> None:
-    for target in sorted(dirty.mod_targets):
-        if _moderation(conn, roles, target):
-            dirty.things.add(target)
-    for thing in sorted(dirty.things):
-        _thing(conn, thing, dirty)
-    for parent in sorted(dirty.parents):
-        conn.execute(
-            "UPDATE things SET comments = (SELECT count(*) FROM things c WHERE c.parent = ?"
-            " AND c.kind = 'comment' AND c.status = 'visible') WHERE id = ?",
-            (parent, parent),
-        )
+Decoded = Mapping[bytes, tuple[str, dict[str, Any]]]
+
+
+def refresh(
+    conn: sqlite3.Connection, roles: RoleCache, dirty: Dirty, decoded: Decoded | None = None
+) -> None:
+    decoded = decoded or {}
+    for target, actions in sorted(_mod_actions(conn, dirty.mod_targets).items()):
+        _moderation(conn, roles, target, actions)
+        dirty.things.add(target)
+    _things(conn, sorted(dirty.things), dirty, decoded)
+    _comment_counts(conn, sorted(dirty.parents))
     voters: dict[bytes, set[bytes]] = {}
     for proposal, voter in dirty.voters:
         if proposal not in dirty.proposals:
             voters.setdefault(proposal, set()).add(voter)
     for proposal in sorted(dirty.proposals):
-        _proposal(conn, proposal, None)
-    for proposal, keys in sorted(voters.items()):
-        _proposal(conn, proposal, keys)
-    for proposal in sorted(dirty.tallies | dirty.proposals | voters.keys()):
+        _proposal(conn, proposal)
+    _ballots(conn, voters, dirty.lost_choices)
+    with_tallies = _with_tallies(conn, sorted(dirty.tallies | dirty.proposals | voters.keys()))
+    for proposal in with_tallies:
         _tallies(conn, proposal)
     for community in sorted(dirty.profiles):
         _profile(conn, community)
@@ -138,125 +174,251 @@ def _title_text(kind: str, fields: dict[str, Any] | None) -> tuple[str, str]:
     return title, text
 
 
-def _valid_erase(conn: sqlite3.Connection, target: bytes) -> bool:
-    return (
-        conn.execute(
-            "SELECT 1 FROM erasures e JOIN message_auth a ON a.id = e.erase_id"
-            " WHERE e.target = ? AND a.authorized = 1 LIMIT 1",
-            (target,),
-        ).fetchone()
-        is not None
+_THING_VALUES = (
+    "kind",
+    "community",
+    "author",
+    "ts",
+    "parent",
+    "status",
+    "reason",
+    "title",
+    "text",
+    "lang",
+    "fields",
+    "version_id",
+    "version_ts",
+    "versions",
+    "closes",
+    "scope",
+)
+_UPSERT_THING = "".join(
+    (
+        "INSERT INTO things (id, ",
+        ", ".join(_THING_VALUES),
+        ", comments) VALUES (?, ",
+        ", ".join("?" * len(_THING_VALUES)),
+        ", 0) ON CONFLICT (id) DO UPDATE SET ",
+        ", ".join(f"{k} = excluded.{k}" for k in _THING_VALUES),
     )
+)
 
 
-def _thing(conn: sqlite3.Connection, thing: bytes, dirty: Dirty) -> None:
-    row = conn.execute(
-        "SELECT m.kind, m.community, m.author, m.ts, m.refs, m.has_body, a.authorized,"
-        " a.reason, b.edit_of, b.fields FROM messages m"
-        " LEFT JOIN message_auth a ON a.id = m.id LEFT JOIN bodies b ON b.id = m.id"
-        " WHERE m.id = ?",
-        (thing,),
-    ).fetchone()
-    old = conn.execute("SELECT rowid, parent FROM things WHERE id = ?", (thing,)).fetchone()
-    if row is None or row[0] not in CONTENT_KINDS or row[8] is not None:
-        if old is not None:
-            _drop_thing(conn, thing, old[0])
-            if old[1] is not None:
-                dirty.parents.add(old[1])
-        return
-    kind, community, author, ts, refs, has_body, authorized, reason, _, body = row
-    parent = refs[:32] if refs else None
-    fields = _fields(body)
-    versions = conn.execute(
-        "SELECT b.id, b.ts, b.fields FROM bodies b JOIN message_auth a ON a.id = b.id"
-        " WHERE b.edit_of = ? AND b.author = ? AND b.kind = ? AND a.authorized = 1"
-        " ORDER BY b.ts DESC, b.id DESC",
-        (thing, author, kind),
-    ).fetchall()
-    hidden = conn.execute("SELECT hidden FROM moderation WHERE target = ?", (thing,)).fetchone()
-    if not authorized:
-        status, why = "unauthorized", reason or "not authorized"
-    elif _valid_erase(conn, thing):
-        status, why = "erased", "erased"
-    elif not has_body or fields is None:
-        status, why = "skeleton", "body not held"
-    elif hidden is not None and hidden[0]:
-        status, why = "hidden", "hidden by a moderator"
-    else:
-        status, why = "visible", ""
-    current, current_ts = thing, ts
-    if fields is not None and versions and status in ("visible", "hidden"):
-        current, current_ts = versions[0][0], versions[0][1]
-        edited = _fields(versions[0][2]) or {}
-        closes = fields.get("closes")
-        fields = dict(edited)
-        fields.pop("edit_of", None)
-        if kind == "proposal" and closes is not None:
-            fields["closes"] = closes  # the close time never moves (docs/civic.md)
-    shown = fields if status in ("visible", "hidden") else None
-    title, text = _title_text(kind, shown)
-    values = {
-        "kind": kind,
-        "community": community,
-        "author": author,
-        "ts": ts,
-        "parent": parent,
-        "status": status,
-        "reason": why,
-        "title": title,
-        "text": text,
-        "lang": str(shown.get("lang", "")) if shown else "",
-        "fields": json.dumps(shown, ensure_ascii=False, sort_keys=True) if shown else None,
-        "version_id": current,
-        "version_ts": current_ts,
-        "versions": 1 + len(versions),
-        "closes": shown.get("closes") if shown and kind == "proposal" else None,
-        "scope": shown.get("scope") if shown and kind == "topic" else None,
-    }
-    columns = ", ".join(values)
-    updates = ", ".join(f"{k} = excluded.{k}" for k in values)
-    conn.execute(
-        f"INSERT INTO things (id, {columns}, comments) VALUES (?, {', '.join('?' * len(values))},"  # noqa: S608
-        f" 0) ON CONFLICT (id) DO UPDATE SET {updates}",
-        (thing, *values.values()),
-    )
-    rowid = conn.execute("SELECT rowid FROM things WHERE id = ?", (thing,)).fetchone()[0]
-    conn.execute("DELETE FROM search WHERE rowid = ?", (rowid,))
-    conn.execute("DELETE FROM topic_tags WHERE topic = ?", (thing,))
-    if status == "visible":
-        conn.execute(
-            "INSERT INTO search (rowid, title, text) VALUES (?, ?, ?)", (rowid, title, text)
+def _things(
+    conn: sqlite3.Connection, things: Sequence[bytes], dirty: Dirty, decoded: Decoded
+) -> None:
+    """Recompute the ``things`` rows (and search, tags) of ``things``, per chunk."""
+    for chunk in _chunks(things):
+        _things_chunk(conn, chunk, dirty, decoded)
+
+
+def _decode(decoded: Decoded, message_id: bytes, text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    cached = decoded.get(message_id)
+    if cached is not None and cached[0] == text:
+        return cached[1]
+    return _fields(text)
+
+
+def _things_chunk(
+    conn: sqlite3.Connection, chunk: Sequence[bytes], dirty: Dirty, decoded: Decoded
+) -> None:
+    marks = _marks(chunk)
+    held = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT m.id, m.kind, m.community, m.author, m.ts, m.refs, m.has_body,"  # noqa: S608
+            " a.authorized, a.reason, b.edit_of, b.fields FROM messages m"
+            " LEFT JOIN message_auth a ON a.id = m.id LEFT JOIN bodies b ON b.id = m.id"
+            f" WHERE m.id IN ({marks})",
+            chunk,
         )
-        if kind == "topic" and shown:
-            conn.executemany(
-                "INSERT OR IGNORE INTO topic_tags (tag, topic) VALUES (?, ?)",
-                [(str(tag).casefold(), thing) for tag in shown.get("tags", [])],
+    }
+    old = {
+        row[0]: (row[1], row[2])
+        for row in conn.execute(
+            f"SELECT id, rowid, parent FROM things WHERE id IN ({marks})",  # noqa: S608
+            chunk,
+        )
+    }
+    versions: dict[bytes, list[tuple[bytes, int, str, bytes, str]]] = {}
+    for edit_of, version_id, ts, text, author, kind in conn.execute(
+        "SELECT b.edit_of, b.id, b.ts, b.fields, b.author, b.kind FROM bodies b"  # noqa: S608
+        f" JOIN message_auth a ON a.id = b.id WHERE b.edit_of IN ({marks}) AND a.authorized = 1",
+        chunk,
+    ):
+        versions.setdefault(edit_of, []).append((version_id, ts, text, author, kind))
+    hidden = dict(
+        conn.execute(
+            f"SELECT target, hidden FROM moderation WHERE target IN ({marks})",  # noqa: S608
+            chunk,
+        ).fetchall()
+    )
+    erased = {
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT e.target FROM erasures e JOIN message_auth a"  # noqa: S608
+            f" ON a.id = e.erase_id WHERE e.target IN ({marks}) AND a.authorized = 1",
+            chunk,
+        )
+    }
+    drops: list[tuple[bytes, int]] = []
+    upserts: list[tuple[Any, ...]] = []
+    shown_rows: dict[bytes, tuple[str, str, str, str, dict[str, Any] | None]] = {}
+    for thing in chunk:
+        row = held.get(thing)
+        before = old.get(thing)
+        if row is None or row[0] not in CONTENT_KINDS or row[8] is not None:
+            if before is not None:
+                drops.append((thing, before[0]))
+                if before[1] is not None:
+                    dirty.parents.add(before[1])
+            continue
+        kind, community, author, ts, refs, has_body, authorized, reason, _, body = row
+        parent = refs[:32] if refs else None
+        fields = _decode(decoded, thing, body)
+        mine = sorted(
+            (v for v in versions.get(thing, ()) if v[3] == author and v[4] == kind),
+            key=lambda v: (v[1], v[0]),
+            reverse=True,
+        )
+        if not authorized:
+            status, why = "unauthorized", reason or "not authorized"
+        elif thing in erased:
+            status, why = "erased", "erased"
+        elif not has_body or fields is None:
+            status, why = "skeleton", "body not held"
+        elif hidden.get(thing):
+            status, why = "hidden", "hidden by a moderator"
+        else:
+            status, why = "visible", ""
+        current, current_ts = thing, ts
+        shown_text = body
+        if fields is not None and mine and status in ("visible", "hidden"):
+            current, current_ts = mine[0][0], mine[0][1]
+            edited = _decode(decoded, mine[0][0], mine[0][2]) or {}
+            closes = fields.get("closes")
+            fields = dict(edited)
+            fields.pop("edit_of", None)
+            if kind == "proposal" and closes is not None:
+                fields["closes"] = closes  # the close time never moves (docs/civic.md)
+            shown_text = None
+        shown = fields if status in ("visible", "hidden") else None
+        if shown and shown_text is None:
+            shown_text = json.dumps(shown, ensure_ascii=False, sort_keys=True)
+        title, text = _title_text(kind, shown)
+        upserts.append(
+            (
+                thing,
+                kind,
+                community,
+                author,
+                ts,
+                parent,
+                status,
+                why,
+                title,
+                text,
+                str(shown.get("lang", "")) if shown else "",
+                shown_text if shown else None,
+                current,
+                current_ts,
+                1 + len(mine),
+                shown.get("closes") if shown and kind == "proposal" else None,
+                shown.get("scope") if shown and kind == "topic" else None,
             )
-    dirty.parents.add(thing)
-    if parent is not None:
-        dirty.parents.add(parent)
-    if kind == "proposal":
-        dirty.proposals.add(thing)
+        )
+        shown_rows[thing] = (kind, status, title, text, shown)
+        dirty.parents.add(thing)
+        if parent is not None:
+            dirty.parents.add(parent)
+        if kind == "proposal":
+            dirty.proposals.add(thing)
+    if drops:
+        conn.executemany("DELETE FROM search WHERE rowid = ?", [(r,) for _, r in drops])
+        conn.executemany("DELETE FROM topic_tags WHERE topic = ?", [(t,) for t, _ in drops])
+        conn.executemany("DELETE FROM things WHERE id = ?", [(t,) for t, _ in drops])
+    if not upserts:
+        return
+    conn.executemany(_UPSERT_THING, upserts)
+    rowids = {t: before[0] for t, before in old.items() if t in shown_rows}
+    new = [t for t in shown_rows if t not in rowids]
+    for part in _chunks(new):
+        rowids.update(
+            conn.execute(
+                f"SELECT id, rowid FROM things WHERE id IN ({_marks(part)})",  # noqa: S608
+                part,
+            ).fetchall()
+        )
+    again = [t for t in shown_rows if t in old]
+    conn.executemany("DELETE FROM search WHERE rowid = ?", [(rowids[t],) for t in again])
+    conn.executemany("DELETE FROM topic_tags WHERE topic = ?", [(t,) for t in again])
+    search: list[tuple[int, str, str]] = []
+    tags: list[tuple[str, bytes]] = []
+    for thing, (kind, status, title, text, shown) in shown_rows.items():
+        if status != "visible":
+            continue
+        search.append((rowids[thing], title, text))
+        if kind == "topic" and shown:
+            tags.extend((str(tag).casefold(), thing) for tag in shown.get("tags", []))
+    conn.executemany("INSERT INTO search (rowid, title, text) VALUES (?, ?, ?)", search)
+    conn.executemany("INSERT OR IGNORE INTO topic_tags (tag, topic) VALUES (?, ?)", tags)
 
 
-def _drop_thing(conn: sqlite3.Connection, thing: bytes, rowid: int) -> None:
-    conn.execute("DELETE FROM search WHERE rowid = ?", (rowid,))
-    conn.execute("DELETE FROM topic_tags WHERE topic = ?", (thing,))
-    conn.execute("DELETE FROM things WHERE id = ?", (thing,))
+def _comment_counts(conn: sqlite3.Connection, parents: Sequence[bytes]) -> None:
+    """Set ``comments`` (visible comments right under it) of each thing in ``parents``."""
+    for chunk in _chunks(parents):
+        marks = _marks(chunk)
+        counts = dict(
+            conn.execute(
+                "SELECT parent, count(*) FROM things WHERE kind = 'comment'"  # noqa: S608
+                f" AND status = 'visible' AND parent IN ({marks}) GROUP BY parent",
+                chunk,
+            ).fetchall()
+        )
+        conn.executemany(
+            "UPDATE things SET comments = ? WHERE id = ?",
+            [
+                (counts.get(thing, 0), thing)
+                for thing, comments in conn.execute(
+                    f"SELECT id, comments FROM things WHERE id IN ({marks})",  # noqa: S608
+                    chunk,
+                ).fetchall()
+                if comments != counts.get(thing, 0)
+            ],
+        )
 
 
 # --------------------------------------------------------------------------- moderation
 
 
-def _moderation(conn: sqlite3.Connection, roles: RoleCache, target: bytes) -> bool:
+def _mod_actions(
+    conn: sqlite3.Connection, targets: set[bytes]
+) -> dict[bytes, list[tuple[bytes, str, bytes, int, str | None]]]:
+    """The hide and unhide actions held on each of ``targets`` (those with any)."""
+    out: dict[bytes, list[tuple[bytes, str, bytes, int, str | None]]] = {}
+    for chunk in _chunks(sorted(targets)):
+        for target, *action in conn.execute(
+            "SELECT r.ref, m.id, m.kind, m.author, m.ts, b.fields FROM message_refs r"  # noqa: S608
+            " JOIN messages m ON m.id = r.id LEFT JOIN bodies b ON b.id = m.id"
+            f" WHERE r.ref IN ({_marks(chunk)}) AND r.position = 0"
+            " AND m.kind IN ('hide', 'unhide')",
+            chunk,
+        ):
+            out.setdefault(target, []).append(tuple(action))
+    for actions in out.values():
+        actions.sort(key=lambda a: (a[3], a[0]))
+    return out
+
+
+def _moderation(
+    conn: sqlite3.Connection,
+    roles: RoleCache,
+    target: bytes,
+    actions: list[tuple[bytes, str, bytes, int, str | None]],
+) -> bool:
     """Recompute the moderation log entries and state of ``target``; True if any."""
-    actions = conn.execute(
-        "SELECT m.id, m.kind, m.author, m.ts, b.fields FROM message_refs r"
-        " JOIN messages m ON m.id = r.id LEFT JOIN bodies b ON b.id = m.id"
-        " WHERE r.ref = ? AND r.position = 0 AND m.kind IN ('hide', 'unhide')"
-        " ORDER BY m.ts, m.id",
-        (target,),
-    ).fetchall()
     if not actions:
         return False
     held = conn.execute("SELECT community FROM messages WHERE id = ?", (target,)).fetchone()
@@ -296,49 +458,43 @@ def _moderation(conn: sqlite3.Connection, roles: RoleCache, target: bytes) -> bo
 # --------------------------------------------------------------------------- votes
 
 
-def _proposal(conn: sqlite3.Connection, proposal: bytes, voters: set[bytes] | None) -> None:
-    """Recompute the ballots of ``voters`` (all when None) and the counts."""
-    p = conn.execute(
-        "SELECT status, community, closes, reason FROM things WHERE id = ? AND kind = 'proposal'",
-        (proposal,),
-    ).fetchone()
+_COUNT_KEYS = ("yes", "no", "abstain", "support_yes", "support_no", "support_abstain")
+#: (vote_id, voter, community, ts, choice, authorized, reason, status, ballot reason)
+_Ballot = tuple[bytes, bytes, bytes, int, str | None, int | None, str | None, str, str]
+_BALLOT_COLUMNS = (
+    "b.vote_id, b.voter, b.community, b.ts, b.choice, a.authorized, a.reason, b.status, b.reason"
+)
+
+
+def _blocked(p: tuple[Any, ...] | None) -> str:
+    """Why no ballot of a proposal counts (``p``: its status, community, closes, reason)."""
     if p is None:
-        blocked = "pending: the proposal is not held"
-    elif p[0] not in ("visible", "hidden") or p[2] is None:
-        blocked = f"proposal {p[0]}: {p[3]}" if p[3] else f"proposal {p[0]}"
-    else:
-        blocked = ""
-    if voters is None:
-        rows = conn.execute(
-            "SELECT b.vote_id, b.voter, b.community, b.ts, b.choice, a.authorized, a.reason"
-            " FROM ballots b LEFT JOIN message_auth a ON a.id = b.vote_id WHERE b.proposal = ?",
-            (proposal,),
-        ).fetchall()
-    else:
-        rows = []
-        for voter in sorted(voters):
-            rows += conn.execute(
-                "SELECT b.vote_id, b.voter, b.community, b.ts, b.choice, a.authorized,"
-                " a.reason FROM ballots b LEFT JOIN message_auth a ON a.id = b.vote_id"
-                " WHERE b.proposal = ? AND b.voter = ?",
-                (proposal, voter),
-            ).fetchall()
-    rows.sort(key=lambda r: (r[1], -r[3], r[0]), reverse=False)
-    updates: list[tuple[str, str, bytes]] = []
+        return "pending: the proposal is not held"
+    if p[0] not in ("visible", "hidden") or p[2] is None:
+        return f"proposal {p[0]}: {p[3]}" if p[3] else f"proposal {p[0]}"
+    return ""
+
+
+def _judge_ballots(
+    p: tuple[Any, ...] | None, rows: list[_Ballot]
+) -> list[tuple[str, str, _Ballot]]:
+    """Each ballot's (status, reason): the newest ballot of each voter before the close
+    counts (``rows`` holds every ballot of each voter it names)."""
+    blocked = _blocked(p)
+    out: list[tuple[str, str, _Ballot]] = []
     seen: set[tuple[bytes, bool]] = set()
-    for vote_id, voter, community, ts, choice, authorized, reason in sorted(
-        rows, key=lambda r: (r[1], r[3], r[0]), reverse=True
-    ):
+    for row in sorted(rows, key=lambda r: (r[1], r[3], r[0]), reverse=True):
+        _, voter, community, ts, choice, authorized, reason = row[:7]
         if blocked:
             status, why = "blocked", blocked
         elif choice is None:
             status, why = "erased", "the ballot was erased (or its body is not held)"
         elif not authorized:
             status, why = "unauthorized", reason or "author not a member at ts"
-        elif ts >= p[2]:
+        elif p is not None and ts >= p[2]:
             status, why = "late", "cast at or after the close"
         else:
-            home = community == p[1]
+            home = p is not None and community == p[1]
             if (voter, home) in seen:
                 status, why = "superseded", "a newer ballot by the same voter counts"
             else:
@@ -351,11 +507,34 @@ def _proposal(conn: sqlite3.Connection, proposal: bytes, voters: set[bytes] | No
                         "a member of another community: shown as support, not counted",
                     )
                 )
-        updates.append((status, why, vote_id))
-    conn.executemany("UPDATE ballots SET status = ?, reason = ? WHERE vote_id = ?", updates)
-    counts = dict.fromkeys(
-        ("yes", "no", "abstain", "support_yes", "support_no", "support_abstain"), 0
+        out.append((status, why, row))
+    return out
+
+
+def _count_key(status: str, choice: str | None) -> str | None:
+    if status == "counted":
+        return choice
+    if status == "support":
+        return f"support_{choice}"
+    return None
+
+
+def _proposal(conn: sqlite3.Connection, proposal: bytes) -> None:
+    """Recompute every ballot of ``proposal`` and count them again."""
+    p = conn.execute(
+        "SELECT status, community, closes, reason FROM things WHERE id = ? AND kind = 'proposal'",
+        (proposal,),
+    ).fetchone()
+    rows = conn.execute(
+        f"SELECT {_BALLOT_COLUMNS} FROM ballots b"  # noqa: S608
+        " LEFT JOIN message_auth a ON a.id = b.vote_id WHERE b.proposal = ?",
+        (proposal,),
+    ).fetchall()
+    conn.executemany(
+        "UPDATE ballots SET status = ?, reason = ? WHERE vote_id = ?",
+        [(status, why, row[0]) for status, why, row in _judge_ballots(p, rows)],
     )
+    counts = dict.fromkeys(_COUNT_KEYS, 0)
     for status, choice, n in conn.execute(
         "SELECT status, choice, count(*) FROM ballots WHERE proposal = ?"
         " AND status IN ('counted', 'support') GROUP BY status, choice",
@@ -365,8 +544,92 @@ def _proposal(conn: sqlite3.Connection, proposal: bytes, voters: set[bytes] | No
     conn.execute(
         "INSERT OR REPLACE INTO proposal_counts (proposal, yes, no, abstain, support_yes,"
         " support_no, support_abstain, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (proposal, *counts.values(), blocked),
+        (proposal, *counts.values(), _blocked(p)),
     )
+
+
+def _ballots(
+    conn: sqlite3.Connection,
+    voters: dict[bytes, set[bytes]],
+    lost_choices: dict[bytes, str | None],
+) -> None:
+    """Judge again the ballots of some voters of some proposals and update the counts
+    by what changed (no recount): a few set-based queries for the whole batch."""
+    if not voters:
+        return
+    proposals = sorted(voters)
+    info: dict[bytes, tuple[Any, ...]] = {}
+    counts: dict[bytes, tuple[Any, ...]] = {}
+    for chunk in _chunks(proposals):
+        marks = _marks(chunk)
+        for row in conn.execute(
+            "SELECT id, status, community, closes, reason FROM things"  # noqa: S608
+            f" WHERE kind = 'proposal' AND id IN ({marks})",
+            chunk,
+        ):
+            info[row[0]] = row[1:]
+        for row in conn.execute(
+            "SELECT proposal, yes, no, abstain, support_yes, support_no, support_abstain,"  # noqa: S608
+            f" blocked FROM proposal_counts WHERE proposal IN ({marks})",
+            chunk,
+        ):
+            counts[row[0]] = row[1:]
+    pairs = [(proposal, voter) for proposal in proposals for voter in sorted(voters[proposal])]
+    rows: dict[bytes, list[_Ballot]] = {}
+    for chunk in _chunks(pairs, 400):
+        values = ", ".join("(?, ?)" for _ in chunk)
+        for proposal, *ballot in conn.execute(
+            f"WITH v (proposal, voter) AS (VALUES {values})"  # noqa: S608
+            f" SELECT b.proposal, {_BALLOT_COLUMNS} FROM v"
+            " JOIN ballots b ON b.proposal = v.proposal AND b.voter = v.voter"
+            " LEFT JOIN message_auth a ON a.id = b.vote_id",
+            [x for pair in chunk for x in pair],
+        ):
+            rows.setdefault(proposal, []).append(tuple(ballot))
+    updates: list[tuple[str, str, bytes]] = []
+    new_counts: list[tuple[Any, ...]] = []
+    for proposal in proposals:
+        p = info.get(proposal)
+        old = counts.get(proposal)
+        tally = (
+            dict(zip(_COUNT_KEYS, old[:6], strict=True)) if old else dict.fromkeys(_COUNT_KEYS, 0)
+        )
+        for status, why, row in _judge_ballots(p, rows.get(proposal, [])):
+            vote_id, choice, old_status, old_why = row[0], row[4], row[7], row[8]
+            if (status, why) == (old_status, old_why):
+                if vote_id not in lost_choices:
+                    continue
+            else:
+                updates.append((status, why, vote_id))
+            was = _count_key(old_status, lost_choices.get(vote_id, choice))
+            now = _count_key(status, choice)
+            if was is not None:
+                tally[was] -= 1
+            if now is not None:
+                tally[now] += 1
+        row_out = (*tally.values(), _blocked(p))
+        if old is None or tuple(old) != row_out:
+            new_counts.append((proposal, *row_out))
+    conn.executemany("UPDATE ballots SET status = ?, reason = ? WHERE vote_id = ?", updates)
+    conn.executemany(
+        "INSERT OR REPLACE INTO proposal_counts (proposal, yes, no, abstain, support_yes,"
+        " support_no, support_abstain, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        new_counts,
+    )
+
+
+def _with_tallies(conn: sqlite3.Connection, proposals: Sequence[bytes]) -> list[bytes]:
+    """Those of ``proposals`` that have a tally held."""
+    out: set[bytes] = set()
+    for chunk in _chunks(proposals):
+        out.update(
+            row[0]
+            for row in conn.execute(
+                f"SELECT DISTINCT proposal FROM tallies WHERE proposal IN ({_marks(chunk)})",  # noqa: S608
+                chunk,
+            )
+        )
+    return sorted(out)
 
 
 def ballots_hash(conn: sqlite3.Connection, proposal: bytes) -> tuple[bytes, int]:
