@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -30,12 +31,15 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = await Store.open(app[CONFIG].db_path)
+    config = app[CONFIG]
+    key = await asyncio.to_thread(read_key, config.key_path)
+    app[COMMUNITY_ID] = signing.public_key_bytes(key)
+    store = await Store.open(config.db_path)
     app[STORE] = store
     app[INGESTOR] = Ingestor(store)
     app[CACHE] = ItemCache(store)
     yield
-    app[INGESTOR].close()
+    await asyncio.to_thread(app[INGESTOR].close)
     await store.close()
 
 
@@ -107,7 +111,6 @@ def create_app(
     it on unless ``--no-mdns``; tests and the library default leave it off)."""
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[CONFIG] = config
-    app[COMMUNITY_ID] = signing.public_key_bytes(read_key(config.key_path))
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(peers_ctx(sync_interval))  # type: ignore[arg-type]
     app.cleanup_ctx.append(discovery_ctx(mdns=mdns, interfaces=mdns_interfaces))  # type: ignore[arg-type]

@@ -108,9 +108,10 @@ class Ingestor:
         self._pool: Executor | None = None
         self.listeners: list[Listener] = []
 
-    def _check_pool(self) -> Executor:
+    async def _check_pool(self) -> Executor:
         if self._pool is None:
-            self._pool = make_check_pool(self.workers)
+            # Starting worker processes blocks: not on the event loop.
+            self._pool = await asyncio.to_thread(make_check_pool, self.workers)
         return self._pool
 
     async def ingest(self, raws: Sequence[bytes], source: str | None = None) -> list[IngestResult]:
@@ -127,7 +128,7 @@ class Ingestor:
         now = now_ms()
         if len(raws) < SMALL_BATCH or self.workers <= 1:
             return await asyncio.to_thread(store_fns.check_all, raws, now), now
-        pool = self._check_pool()
+        pool = await self._check_pool()
         step = -(-len(raws) // self.workers)
         parts = await asyncio.gather(
             *(
@@ -158,6 +159,7 @@ class Ingestor:
         return results
 
     def close(self) -> None:
+        """Stop the worker processes (blocks: call it off the event loop)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

@@ -31,10 +31,20 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+def _ready(_: int) -> int:
+    return os.getpid()
+
+
 def make_check_pool(workers: int | None = None) -> Executor:
     """A process pool for :func:`storage.messages.check_all` (``forkserver``: safe to
-    start from a process that already runs threads, such as the node)."""
+    start from a process that already runs threads, such as the node).
+
+    The workers are started here, before the pool is returned, so that submitting
+    work later never spawns a process (a node calls this off its event loop).
+    """
     n = default_workers() if workers is None else workers
     if n <= 0:
         return InlineExecutor()
-    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("forkserver"))
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("forkserver"))
+    list(pool.map(_ready, range(n)))
+    return pool

@@ -50,12 +50,16 @@ class Node:
     runner: web.AppRunner
     url: str
 
+    async def key(self) -> Any:
+        data = await asyncio.to_thread((self.dir / "community.key").read_bytes)
+        return signing.private_key_from_pem(data)
+
     @property
     def community(self) -> bytes:
         return self.app[COMMUNITY_ID]
 
     async def post_topic(self, title: str) -> bytes:
-        key = signing.private_key_from_pem((self.dir / "community.key").read_bytes())
+        key = await self.key()
         m = create_message(
             key,
             kind="topic",
@@ -76,15 +80,25 @@ class Node:
 
 
 @pytest.fixture
-async def make_node(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+def no_blocking() -> Any:
+    """Fail on any blocking call made on the event loop from Fora's own code."""
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx(["node", "storage", "protocol"]) as bb:
+        yield bb
+
+
+@pytest.fixture
+async def make_node(tmp_path: Path, no_blocking: Any) -> AsyncIterator[Callable[..., Any]]:
     runners: list[web.AppRunner] = []
 
     async def make(name: str, interval: float = 3600.0, mdns: bool = False) -> Node:
         port = free_port()
         directory = tmp_path / name
-        init_node(directory, name=name, country="BE", port=port)
+        await asyncio.to_thread(init_node, directory, name=name, country="BE", port=port)
+        config = await asyncio.to_thread(load_config, directory)
         app = create_app(
-            load_config(directory),
+            config,
             sync_interval=interval,
             mdns=mdns,
             mdns_interfaces=["127.0.0.1"] if mdns else None,
@@ -158,8 +172,10 @@ async def test_pinned_community_refuses_an_impostor(make_node: Any, tmp_path: Pa
     # B's address is taken over by another community.
     port = int(b.url.rsplit(":", 1)[1])
     await b.runner.cleanup()
-    init_node(tmp_path / "impostor", name="Impostor", country="XX", port=port)
-    impostor = create_app(load_config(tmp_path / "impostor"))
+    await asyncio.to_thread(
+        init_node, tmp_path / "impostor", name="Impostor", country="XX", port=port
+    )
+    impostor = create_app(await asyncio.to_thread(load_config, tmp_path / "impostor"))
     runner = await start_site(impostor, "127.0.0.1", port)
     try:
         with pytest.raises(peer_fns.PeerRefused):
@@ -195,7 +211,7 @@ async def test_erased_body_never_comes_back_from_a_stale_peer(make_node: Any) ->
     topic = await a.post_topic("To be erased")
     await a.app[PEERS].sync_now(b.url)
     # A erases its topic; B is stale (still holds the body) when they next talk.
-    key = signing.private_key_from_pem((a.dir / "community.key").read_bytes())
+    key = await a.key()
     erase = create_message(
         key,
         kind="erase",
@@ -218,7 +234,7 @@ async def test_erased_body_never_comes_back_from_a_stale_peer(make_node: Any) ->
 async def test_skeleton_is_filled_in_from_a_peer(make_node: Any) -> None:
     a, b = await make_node("A"), await make_node("B")
     await a.app[PEERS].add(b.url)
-    key = signing.private_key_from_pem((b.dir / "community.key").read_bytes())
+    key = await b.key()
     m = create_message(
         key,
         kind="topic",
@@ -249,7 +265,7 @@ async def test_reconcile_endpoint_rejects_garbage(make_node: Any) -> None:
 async def test_frame_limited_first_sync_of_many_items(make_node: Any, tmp_path: Path) -> None:
     """A first sync bigger than one frame and one fetch batch converges."""
     a, b = await make_node("A"), await make_node("B")
-    key = signing.private_key_from_pem((b.dir / "community.key").read_bytes())
+    key = await b.key()
     now = int(time.time() * 1000)
     raws = [
         create_message(
