@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlite_utils import Database
 
 from .migrations import migrations
 
-__all__ = ["SCHEMA_SET", "StorageError", "open_database"]
+__all__ = ["SCHEMA_SET", "StorageError", "open_database", "write_transaction"]
 
 SCHEMA_SET = migrations.name
 
@@ -59,3 +61,27 @@ def open_database(path: str | Path, *, readonly: bool = False, migrate: bool = T
         conn.close()
         raise StorageError(f"{path}: {exc}") from exc
     return db
+
+
+@contextlib.contextmanager
+def write_transaction(db: Database) -> Iterator[Database]:
+    """A transaction that takes the write lock at once (``BEGIN IMMEDIATE``).
+
+    ``db.atomic()`` begins a deferred transaction: one that reads first and writes
+    later fails at once with "database is locked" when another process (``fora post``
+    beside a running node) committed in between, whatever the busy timeout. Taking the
+    lock first makes it wait its turn instead. Nested inside another transaction it
+    is a savepoint, like ``db.atomic()``.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")

@@ -23,6 +23,7 @@ from sqlite_utils import Database
 from protocol.errors import MessageRejected, Result
 from protocol.messages import Message, decode_message
 
+from .database import write_transaction
 from .derive import Derivation
 
 __all__ = [
@@ -192,7 +193,7 @@ def store_checked(db: Database, checked: Sequence[Checked], *, now_ms: int) -> l
             )
             refs.clear()
 
-    with db.atomic():
+    with write_transaction(db):
         derived = Derivation(conn)
         held, erasers = _lookup_batch(conn, ids)
         derived.prepare(m for m in checked if isinstance(m, Message))

@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from .database import write_transaction
+
 __all__ = [
     "Peer",
     "PeerRefused",
@@ -101,7 +103,7 @@ def add_peer(
     Adding a peer that is known already keeps its pin: a different id is refused.
     """
     url = normalize_url(url)
-    with db.atomic():
+    with write_transaction(db):
         existing = get_peer(db, url)
         if existing is not None:
             if existing.community != community:
@@ -121,7 +123,7 @@ def add_peer(
 
 
 def remove_peer(db: Database, url: str) -> bool:
-    with db.atomic():
+    with write_transaction(db):
         cur = db.execute("DELETE FROM peers WHERE url = ?", (normalize_url(url),))
     return cur.rowcount > 0
 
@@ -129,7 +131,7 @@ def remove_peer(db: Database, url: str) -> bool:
 def record_success(
     db: Database, url: str, *, now_ms: int, received: int, sent: int, interval_ms: int
 ) -> None:
-    with db.atomic():
+    with write_transaction(db):
         db.execute(
             "UPDATE peers SET last_attempt = ?, last_success = ?, state = 'ok', last_error = '',"
             " failures = 0, next_attempt = ?, received = received + ?, sent = sent + ?"
@@ -147,7 +149,7 @@ def record_failure(
 ) -> int:
     """Note a failed sync; returns the backoff in ms before the next attempt."""
     url = normalize_url(url)
-    with db.atomic():
+    with write_transaction(db):
         peer = get_peer(db, url)
         if peer is None:
             return 0
@@ -170,7 +172,7 @@ def record_failure(
 
 def follow(db: Database, community: bytes, *, via: str, now_ms: int) -> bool:
     """Follow a community; False when it was followed already."""
-    with db.atomic():
+    with write_transaction(db):
         cur = db.execute(
             "INSERT OR IGNORE INTO follows (community, added_at, via) VALUES (?, ?, ?)",
             (community, now_ms, via),
@@ -179,7 +181,7 @@ def follow(db: Database, community: bytes, *, via: str, now_ms: int) -> bool:
 
 
 def unfollow(db: Database, community: bytes) -> bool:
-    with db.atomic():
+    with write_transaction(db):
         cur = db.execute("DELETE FROM follows WHERE community = ?", (community,))
     return cur.rowcount > 0
 

@@ -167,3 +167,47 @@ async def test_store_runs_off_the_event_loop(tmp_path: Path, factory: Factory) -
             await store.read(lambda db: db.execute("DELETE FROM messages"))
     finally:
         await store.close()
+
+
+def test_two_writers_wait_for_each_other(tmp_path: Path, factory: Factory) -> None:
+    """`fora post` or `fora peer add` beside a running node: two connections write the
+    same file; neither fails with "database is locked"."""
+    from storage import peers as peer_fns
+
+    path = tmp_path / "fora.db"
+    open_database(path).close()
+    errors: list[BaseException] = []
+    raws = [factory.topic(f"T{i}").raw for i in range(200)]
+
+    def node_writes() -> None:
+        db = open_database(path)
+        try:
+            for i in range(0, 200, 5):
+                ingest(db, raws[i : i + 5], now_ms=NOW)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            db.close()
+
+    def cli_writes() -> None:
+        db = open_database(path)
+        try:
+            for i in range(40):
+                peer_fns.add_peer(
+                    db, f"http://127.0.0.1:{9000 + i}", bytes([i]) * 32, "x", "manual", now_ms=NOW
+                )
+                peer_fns.record_failure(db, f"http://127.0.0.1:{9000 + i}", "down", now_ms=NOW)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=node_writes), threading.Thread(target=cli_writes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    db = open_database(path)
+    assert count_messages(db) == 200 and len(peer_fns.list_peers(db)) == 40
+    db.close()
