@@ -120,7 +120,8 @@ def topics(
         rows = db.execute(
             f"SELECT {', '.join('t.' + c.strip() for c in _THING_COLUMNS.split(','))}"  # noqa: S608
             " FROM topic_tags g JOIN things t ON t.id = g.topic WHERE g.tag = ?"
-            " AND t.community = ? AND t.status = 'visible' AND t.ts < ? ORDER BY t.ts DESC LIMIT ?",
+            " AND t.community = ? AND t.kind = 'topic' AND t.status = 'visible' AND t.ts < ?"
+            " ORDER BY t.ts DESC LIMIT ?",
             (tag.casefold(), community, before, limit),
         ).fetchall()
     return [_thing(r) for r in rows]
@@ -333,7 +334,9 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 def search(
     db: Database, query: str, *, community: bytes | None = None, limit: int = 20
 ) -> list[dict[str, Any]]:
-    """Visible things matching every word of ``query`` (prefix match on the last)."""
+    """Visible things matching every word of ``query`` (prefix match on the last),
+    the most recently indexed first: FTS5 walks its matches in rowid order and stops at
+    ``limit``, where ranking by relevance would score every match first."""
     words = _WORD.findall(query)
     if not words:
         return []
@@ -350,7 +353,7 @@ def search(
     if community is not None:
         sql += " AND t.community = ?"
         params.append(community)
-    sql += " ORDER BY s.rank LIMIT ?"
+    sql += " ORDER BY s.rowid DESC LIMIT ?"
     params.append(limit)
     return [_thing(r) for r in db.execute(sql, params)]
 
