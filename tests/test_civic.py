@@ -231,6 +231,34 @@ def test_each_members_newest_ballot_before_the_close_counts(
     assert forum.show(db, stranger.id)["not_counted"] == "author not a member at ts"  # type: ignore[index]
 
 
+def test_counts_kept_by_difference_equal_a_recount(
+    db: Database, factory: Factory, vote_setup: tuple[Message, Message]
+) -> None:
+    """Counts are updated by what changed (docs/civic.md): after ballots, superseding
+    ballots, erasures by the voter and by an admin and a revoke, in several batches,
+    they equal a recount of the ballots' statuses."""
+    _, proposal = vote_setup
+    admin, dave = seeded_key(16), seeded_key(17)
+    dave_grant = factory.grant(dave)
+    put(db, factory.grant(admin, "admin"), dave_grant)
+    first = [factory.vote(proposal.id, c, key=k) for k, c in ((ALICE, "yes"), (BOB, "no"))]
+    put(db, *first, factory.vote(proposal.id, "abstain", key=dave))
+    newer = factory.vote(proposal.id, "no", key=ALICE)
+    put(db, newer, factory.erase(first[1].id, key=BOB))
+    put(db, factory.erase(newer.id, key=admin), factory.vote(proposal.id, "yes", key=BOB))
+    put(db, factory.revoke(dave_grant.id, ts=dave_grant.ts + 1))
+
+    recount = dict.fromkeys(("yes", "no", "abstain"), 0)
+    for choice, n in db.execute(
+        "SELECT choice, count(*) FROM ballots WHERE proposal = ? AND status = 'counted'"
+        " GROUP BY choice",
+        (proposal.id,),
+    ):
+        recount[choice] = n
+    counts = forum.proposal_page(db, proposal.id)["counts"]  # type: ignore[index]
+    assert {k: counts[k] for k in recount} == recount == {"yes": 2, "no": 0, "abstain": 0}
+
+
 def test_other_communities_members_are_support(
     db: Database, factory: Factory, vote_setup: tuple[Message, Message]
 ) -> None:
