@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgpack
@@ -114,19 +114,8 @@ class Message:
         """The same signed envelope without its body (what erasure keeps)."""
         if self.body is None:
             return self
-        return Message(
-            kind=self.kind,
-            community=self.community,
-            author=self.author,
-            ts=self.ts,
-            refs=self.refs,
-            body_hash=self.body_hash,
-            signature=self.signature,
-            payload=self.payload,
-            id=self.id,
-            body=None,
-            fields=None,
-            raw=encode_envelope(self.payload, self.signature, None),
+        return replace(
+            self, body=None, fields=None, raw=encode_envelope(self.payload, self.signature, None)
         )
 
     def with_body(self, body: bytes) -> Message:
@@ -135,19 +124,8 @@ class Message:
             raise Malformed(f"body over {MAX_BODY} bytes")
         fields = _decode_body(body)
         _check_body(self.kind, self.body_hash, body, fields, self.refs)
-        return Message(
-            kind=self.kind,
-            community=self.community,
-            author=self.author,
-            ts=self.ts,
-            refs=self.refs,
-            body_hash=self.body_hash,
-            signature=self.signature,
-            payload=self.payload,
-            id=self.id,
-            body=body,
-            fields=fields,
-            raw=encode_envelope(self.payload, self.signature, body),
+        return replace(
+            self, body=body, fields=fields, raw=encode_envelope(self.payload, self.signature, body)
         )
 
 

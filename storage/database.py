@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlite_utils import Database
 
 from .migrations import migrations
 
-__all__ = ["SCHEMA_SET", "StorageError", "open_database", "write_transaction"]
+__all__ = ["SCHEMA_SET", "StorageError", "open_database", "select_in", "write_transaction"]
 
 SCHEMA_SET = migrations.name
 
@@ -85,3 +86,15 @@ def write_transaction(db: Database) -> Iterator[Database]:
             db.conn.execute("ROLLBACK")
         raise
     db.conn.execute("COMMIT")
+
+
+#: How many ids go in one ``IN (...)`` list (SQLite allows 32,766 parameters).
+IN_CHUNK = 500
+
+
+def select_in(db: Database, sql: str, ids: Sequence[bytes]) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``sql`` (a SELECT with ``{marks}`` where the ``IN`` list goes) for
+    ``ids``, asked in chunks of :data:`IN_CHUNK`."""
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = list(ids[start : start + IN_CHUNK])
+        yield from db.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)

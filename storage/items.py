@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
+from .database import select_in
+
 __all__ = ["items_since", "last_seq", "load_items", "unauthorized"]
 
 
@@ -30,18 +32,8 @@ def last_seq(db: Database, community: bytes) -> int:
 def unauthorized(db: Database, ids: list[bytes]) -> set[bytes]:
     """Those of ``ids`` whose author was not authorized for them (never relayed as
     content by live push)."""
-    found: set[bytes] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        found.update(
-            row[0]
-            for row in db.execute(
-                f"SELECT id FROM message_auth WHERE authorized = 0 AND id IN ({marks})",  # noqa: S608
-                chunk,
-            )
-        )
-    return found
+    sql = "SELECT id FROM message_auth WHERE authorized = 0 AND id IN ({marks})"
+    return {row[0] for row in select_in(db, sql, ids)}
 
 
 def items_since(db: Database, community: bytes, seq: int) -> tuple[int, list[tuple[int, bytes]]]:

@@ -23,7 +23,7 @@ from sqlite_utils import Database
 from protocol.errors import MessageRejected, Result
 from protocol.messages import Message, decode_message
 
-from .database import write_transaction
+from .database import select_in, write_transaction
 from .derive import Derivation
 
 __all__ = [
@@ -297,47 +297,21 @@ def ingest_batches(
 
 def get_raw(db: Database, ids: Sequence[bytes]) -> list[bytes | None]:
     """The stored bytes of each id, in the order asked (None where not held)."""
-    found: dict[bytes, bytes] = {}
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        for message_id, raw in db.execute(
-            f"SELECT id, raw FROM messages WHERE id IN ({marks})",  # noqa: S608 - only marks
-            chunk,
-        ):
-            found[message_id] = raw
+    found = dict(select_in(db, "SELECT id, raw FROM messages WHERE id IN ({marks})", ids))
     return [found.get(i) for i in ids]
 
 
 def total_size(db: Database, ids: Sequence[bytes]) -> int:
     """How many bytes the stored messages of ``ids`` take (what a push would send)."""
-    total = 0
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        row = db.execute(
-            f"SELECT coalesce(sum(length(raw)), 0) FROM messages WHERE id IN ({marks})",  # noqa: S608
-            chunk,
-        ).fetchone()
-        total += int(row[0])
-    return total
+    sql = "SELECT coalesce(sum(length(raw)), 0) FROM messages WHERE id IN ({marks})"
+    return sum(int(row[0]) for row in select_in(db, sql, ids))
 
 
 def has_ids(db: Database, ids: Iterable[bytes]) -> set[bytes]:
     """The subset of ``ids`` this store holds."""
-    held: set[bytes] = set()
-    batch = list(ids)
-    for start in range(0, len(batch), 500):
-        chunk = batch[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        held.update(
-            row[0]
-            for row in db.execute(
-                f"SELECT id FROM messages WHERE id IN ({marks})",  # noqa: S608 - only marks
-                chunk,
-            )
-        )
-    return held
+    return {
+        row[0] for row in select_in(db, "SELECT id FROM messages WHERE id IN ({marks})", list(ids))
+    }
 
 
 def iter_raw(db: Database, community: bytes | None = None) -> Iterator[bytes]:
