@@ -574,7 +574,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     else:
         print(
             f"synced with {report.peer_name} ({args.url}): {len(report.communities)}"
-            f" communities, received {report.received}, sent {report.sent},"
+            f" {'community' if len(report.communities) == 1 else 'communities'},"
+            f" received {report.received}, sent {report.sent},"
             f" rejected {report.rejected}; {report.round_trips} round trips,"
             f" {report.bytes_received:,} bytes in, {report.bytes_sent:,} bytes out"
         )
