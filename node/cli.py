@@ -363,6 +363,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from .folder import backup_node
+
+    config = load_config(args.dir)
+    pages = backup_node(config, Path(args.dest))
+    print(
+        f"backed up {config.name!r} to {args.dest} ({pages:,} database pages,"
+        f" config and community key); check it with: fora verify {args.dest}"
+    )
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     _, db = _open_node(args.dir)
     try:
@@ -736,6 +748,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--json", action="store_true")
+
+    p = command(
+        "backup",
+        cmd_backup,
+        "Copy the node (database, config, key) to a new folder while it runs.",
+        "fora backup /var/lib/fora /backup/fora-2026-11-23",
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dest", metavar="DEST", help="a folder that does not exist yet")
 
     p = command(
         "verify",
