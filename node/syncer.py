@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from protocol.errors import Result
@@ -181,7 +181,7 @@ class SyncProgress:
     bytes_pushed: int = 0
 
     def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 @dataclass
@@ -202,22 +202,10 @@ class SyncReport:
     bytes_received: int = 0
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "peer_community": self.peer_community.hex(),
-            "peer_name": self.peer_name,
-            "communities": [c.hex() for c in self.communities],
-            "received": self.received,
-            "sent": self.sent,
-            "rejected": self.rejected,
-            "round_trips": self.round_trips,
-            "reconcile_round_trips": self.reconcile_round_trips,
-            "reconcile_bytes": self.reconcile_bytes,
-            "message_bytes_received": self.message_bytes_received,
-            "message_bytes_sent": self.message_bytes_sent,
-            "bytes_sent": self.bytes_sent,
-            "bytes_received": self.bytes_received,
-        }
+        data = asdict(self)
+        data["peer_community"] = self.peer_community.hex()
+        data["communities"] = [c.hex() for c in self.communities]
+        return data
 
 
 async def reconcile_community(
