@@ -144,7 +144,13 @@ class Derivation:
         rows: dict[bytes, Row] = {}
         bodies: list[tuple[Any, ...]] = []
         ballots: list[tuple[Any, ...]] = []
+        signs: list[tuple[Any, ...]] = []
+        answers: list[tuple[Any, ...]] = []
         for m in self._stored:
+            if m.kind == "sign" and m.refs:
+                signs.append((m.id, m.refs[0], m.author, m.community, m.ts))
+            elif m.kind == "answer" and m.refs:
+                answers.append((m.id, m.refs[0], m.author, m.community, m.ts))
             if m.fields is not None:
                 if m.kind == "vote":
                     ballots.append(
@@ -161,6 +167,18 @@ class Derivation:
                 " VALUES (?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (vote_id) DO UPDATE"
                 " SET choice = excluded.choice",
                 ballots,
+            )
+        if signs:
+            conn.executemany(
+                "INSERT OR IGNORE INTO signatures (sign_id, petition, signer, community, ts,"
+                " status, reason) VALUES (?, ?, ?, ?, ?, 'pending', '')",
+                signs,
+            )
+        if answers:
+            conn.executemany(
+                "INSERT OR IGNORE INTO survey_answers (answer_id, survey, member, community,"
+                " ts, status, reason) VALUES (?, ?, ?, ?, ?, 'pending', '')",
+                answers,
             )
         if bodies:
             conn.executemany(

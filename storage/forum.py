@@ -20,6 +20,7 @@ __all__ = [
     "community_profile",
     "member_activity",
     "moderation_log",
+    "petition_page",
     "proposal_page",
     "report_queue",
     "search",
@@ -221,6 +222,42 @@ def proposal_page(
     return out
 
 
+def _petition_counts(db: Database, petition: bytes) -> dict[str, Any] | None:
+    row = db.execute(
+        "SELECT signatures, support, goal, blocked FROM petition_counts WHERE petition = ?",
+        (petition,),
+    ).fetchone()
+    if row is None:
+        return None
+    out: dict[str, Any] = {
+        "signatures": row[0],
+        "support": row[1],
+        "goal": row[2],
+        "goal_reached": row[2] is not None and row[0] >= row[2],
+    }
+    if row[3]:
+        out["not_counted"] = row[3]
+    return out
+
+
+def petition_page(
+    db: Database, petition: bytes, *, now_ms: int | None = None
+) -> dict[str, Any] | None:
+    """A petition with its signature count (members of its community), the support
+    from other communities (shown apart, never counted) and whether the goal is reached."""
+    thing = _get_thing(db, petition)
+    if thing is None or thing["kind"] != "petition":
+        return None
+    out = {
+        "petition": thing,
+        "counts": _petition_counts(db, petition),
+        "comments": _children(db, petition, "comment", 50),
+    }
+    if now_ms is not None and thing.get("closes") is not None:
+        out["open"] = now_ms < thing["closes"]
+    return out
+
+
 def thread(db: Database, target: bytes, *, limit: int = 500) -> list[dict[str, Any]]:
     """The visible comments under ``target``, depth-first, oldest first, with depth."""
     rows = db.execute(
@@ -407,6 +444,18 @@ def show(db: Database, message_id: bytes) -> dict[str, Any] | None:
             out["proposals"] = page["proposals"]
             out["stories"] = page["stories"]
             out["comments"] = len(page["comments"])
+    elif kind == "petition":
+        out["counts"] = _petition_counts(db, message_id)
+    elif kind == "sign":
+        sign = db.execute(
+            "SELECT status, reason, petition FROM signatures WHERE sign_id = ?", (message_id,)
+        ).fetchone()
+        if sign is not None:
+            out["signature"] = {"status": sign[0], "petition": sign[2].hex()}
+            if sign[0] not in ("counted", "support"):
+                out["not_counted"] = sign[1]
+            elif sign[0] == "support":
+                out["note"] = sign[1]
     elif kind == "vote":
         ballot = db.execute(
             "SELECT status, reason, choice FROM ballots WHERE vote_id = ?", (message_id,)

@@ -200,3 +200,41 @@ def m003_civic(db: Database) -> None:
     from .derive import rebuild
 
     rebuild(conn)
+
+
+@migrations()
+def m004_petitions_surveys(db: Database) -> None:
+    # Signatures and survey answers (docs/civic.md), derived like ballots; built below
+    # from the messages already held.
+    conn = db.conn
+    schema = """
+        CREATE TABLE signatures (
+            sign_id BLOB PRIMARY KEY, petition BLOB NOT NULL, signer BLOB NOT NULL,
+            community BLOB NOT NULL, ts INTEGER NOT NULL, status TEXT NOT NULL,
+            reason TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX signatures_signer ON signatures (petition, signer);
+        CREATE INDEX signatures_status ON signatures (petition, status);
+        CREATE INDEX signatures_by_signer ON signatures (signer, ts);
+        CREATE TABLE petition_counts (
+            petition BLOB PRIMARY KEY, signatures INTEGER NOT NULL, support INTEGER NOT NULL,
+            goal INTEGER, blocked TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE survey_answers (
+            answer_id BLOB PRIMARY KEY, survey BLOB NOT NULL, member BLOB NOT NULL,
+            community BLOB NOT NULL, ts INTEGER NOT NULL, status TEXT NOT NULL,
+            reason TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX survey_answers_member ON survey_answers (survey, member);
+        CREATE INDEX survey_answers_status ON survey_answers (survey, status);
+        CREATE TABLE survey_results (
+            survey BLOB PRIMARY KEY, respondents INTEGER NOT NULL, results TEXT NOT NULL,
+            blocked TEXT NOT NULL
+        ) STRICT;
+        """
+    for statement in schema.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    from .derive import rebuild
+
+    rebuild(conn)

@@ -43,6 +43,13 @@ BODY_KINDS = frozenset(kinds.KNOWN_KINDS - {"vote"})
 CONTENT_KINDS = frozenset(kinds.EDITABLE_KINDS | {"report"})
 
 _TITLE = ("title", "name")
+#: Fields that always come from a thing's first version: an edit cannot move a close,
+#: nor change a survey's questions once answers may have been given to them.
+_FIXED: dict[str, tuple[str, ...]] = {
+    "proposal": ("closes",),
+    "petition": ("closes",),
+    "survey": ("opens", "closes", "questions"),
+}
 _TEXT = {
     "proposal": ("problem", "solution"),
     "survey": ("intro",),
@@ -68,6 +75,10 @@ class Dirty:
     profiles: set[bytes] = field(default_factory=set)
     parents: set[bytes] = field(default_factory=set)
     authors: set[bytes] = field(default_factory=set)
+    petitions: set[bytes] = field(default_factory=set)
+    signers: set[tuple[bytes, bytes]] = field(default_factory=set)
+    surveys: set[bytes] = field(default_factory=set)
+    respondents: set[tuple[bytes, bytes]] = field(default_factory=set)
 
     #: vote id -> its choice before an erase dropped it in this transaction
     lost_choices: dict[bytes, str | None] = field(default_factory=dict)
@@ -96,6 +107,10 @@ class Dirty:
                 self.mod_targets.add(message_id)
             elif kind == "vote" and refs:
                 self.voters.add((refs[0], author))
+            elif kind == "sign" and refs:
+                self.signers.add((refs[0], author))
+            elif kind == "answer" and refs:
+                self.respondents.add((refs[0], author))
             elif kind == "tally" and refs:
                 tallies.append((message_id, refs[0]))
                 self.tallies.add(refs[0])
@@ -154,6 +169,7 @@ def refresh(
         _tallies(conn, proposal)
     for community in sorted(dirty.profiles):
         _profile(conn, community)
+    _petitions(conn, dirty.petitions, dirty.signers)
 
 
 # --------------------------------------------------------------------------- things
@@ -298,11 +314,12 @@ def _things_chunk(
         if fields is not None and mine and status in ("visible", "hidden"):
             current, current_ts = mine[0][0], mine[0][1]
             edited = _decode(decoded, mine[0][0], mine[0][2]) or {}
-            closes = fields.get("closes")
+            first = fields
             fields = dict(edited)
             fields.pop("edit_of", None)
-            if kind == "proposal" and closes is not None:
-                fields["closes"] = closes  # the close time never moves (docs/civic.md)
+            for key in _FIXED.get(kind, ()):
+                if key in first:
+                    fields[key] = first[key]  # never moved by an edit (docs/civic.md)
             shown_text = None
         shown = fields if status in ("visible", "hidden") else None
         if shown and shown_text is None:
@@ -325,7 +342,7 @@ def _things_chunk(
                 current,
                 current_ts,
                 1 + len(mine),
-                shown.get("closes") if shown and kind == "proposal" else None,
+                shown.get("closes") if shown and kind in _FIXED else None,
                 shown.get("scope") if shown and kind == "topic" else None,
             )
         )
@@ -335,6 +352,10 @@ def _things_chunk(
             dirty.parents.add(parent)
         if kind == "proposal":
             dirty.proposals.add(thing)
+        elif kind == "petition":
+            dirty.petitions.add(thing)
+        elif kind == "survey":
+            dirty.surveys.add(thing)
     if drops:
         conn.executemany("DELETE FROM search WHERE rowid = ?", [(r,) for _, r in drops])
         conn.executemany("DELETE FROM topic_tags WHERE topic = ?", [(t,) for t, _ in drops])
@@ -714,4 +735,114 @@ def _profile(conn: sqlite3.Connection, community: bytes) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO profiles (community, profile_id, ts, fields) VALUES (?, ?, ?, ?)",
         (community, row[0], row[1], row[2]),
+    )
+
+
+# --------------------------------------------------------------------------- petitions
+
+#: (sign_id, signer, community, ts, body held, authorized, reason, status, sign reason)
+_Sign = tuple[bytes, bytes, bytes, int, int, int | None, str | None, str, str]
+_SIGN_COLUMNS = (
+    "s.sign_id, s.signer, s.community, s.ts, b.id IS NOT NULL, a.authorized, a.reason,"
+    " s.status, s.reason"
+)
+_SIGN_FROM = " LEFT JOIN bodies b ON b.id = s.sign_id LEFT JOIN message_auth a ON a.id = s.sign_id"
+
+
+def _judge_signs(p: tuple[Any, ...] | None, rows: list[_Sign]) -> list[tuple[str, str, _Sign]]:
+    """Each sign's (status, reason): per signer, the first valid sign by (ts, id) before
+    the close counts (``p``: the petition's status, community, closes, reason)."""
+    blocked = _blocked(p).replace("proposal", "petition")
+    out: list[tuple[str, str, _Sign]] = []
+    seen: set[bytes] = set()
+    for row in sorted(rows, key=lambda r: (r[1], r[3], r[0])):
+        _, signer, community, ts, held, authorized, reason = row[:7]
+        if blocked:
+            status, why = "blocked", blocked
+        elif not held:
+            status, why = "erased", "the signature was erased (or its body is not held)"
+        elif not authorized:
+            status, why = "unauthorized", reason or "author not a member at ts"
+        elif p is not None and ts >= p[2]:
+            status, why = "late", "signed at or after the close"
+        elif signer in seen:
+            status, why = "duplicate", "an earlier signature by the same key counts"
+        else:
+            seen.add(signer)
+            if p is not None and community == p[1]:
+                status, why = "counted", ""
+            else:
+                status, why = (
+                    "support",
+                    "a member of another community: shown as support, not counted",
+                )
+        out.append((status, why, row))
+    return out
+
+
+def _petitions(
+    conn: sqlite3.Connection, petitions: set[bytes], signers: set[tuple[bytes, bytes]]
+) -> None:
+    """Judge again the signs of whole petitions (those that changed) and of some signers,
+    then count the petitions touched: a few set-based queries for the whole batch."""
+    if not petitions and not signers:
+        return
+    touched = sorted(petitions | {p for p, _ in signers})
+    info: dict[bytes, tuple[Any, ...]] = {}
+    rows: dict[bytes, list[_Sign]] = {}
+    for chunk in _chunks(touched):
+        marks = _marks(chunk)
+        for row in conn.execute(
+            "SELECT id, status, community, closes, reason, fields FROM things"  # noqa: S608
+            f" WHERE kind = 'petition' AND id IN ({marks})",
+            chunk,
+        ):
+            info[row[0]] = row[1:]
+    whole = sorted(petitions)
+    for chunk in _chunks(whole):
+        for petition, *sign in conn.execute(
+            f"SELECT s.petition, {_SIGN_COLUMNS} FROM signatures s{_SIGN_FROM}"  # noqa: S608
+            f" WHERE s.petition IN ({_marks(chunk)})",
+            chunk,
+        ):
+            rows.setdefault(petition, []).append(tuple(sign))
+    pairs = sorted((p, s) for p, s in signers if p not in petitions)
+    for part in _chunks(pairs, 400):
+        values = ", ".join("(?, ?)" for _ in part)
+        for petition, *sign in conn.execute(
+            f"WITH v (petition, signer) AS (VALUES {values})"  # noqa: S608
+            f" SELECT s.petition, {_SIGN_COLUMNS} FROM v JOIN signatures s"
+            f" ON s.petition = v.petition AND s.signer = v.signer{_SIGN_FROM}",
+            [x for pair in part for x in pair],
+        ):
+            rows.setdefault(petition, []).append(tuple(sign))
+    updates: list[tuple[str, str, bytes]] = []
+    for petition, signs in rows.items():
+        for status, why, row in _judge_signs(info.get(petition), signs):
+            if (status, why) != (row[7], row[8]):
+                updates.append((status, why, row[0]))
+    conn.executemany("UPDATE signatures SET status = ?, reason = ? WHERE sign_id = ?", updates)
+    counts: dict[bytes, dict[str, int]] = {}
+    for chunk in _chunks(touched):
+        for petition, status, n in conn.execute(
+            "SELECT petition, status, count(*) FROM signatures"  # noqa: S608
+            f" WHERE petition IN ({_marks(chunk)}) AND status IN ('counted', 'support')"
+            " GROUP BY petition, status",
+            chunk,
+        ):
+            counts.setdefault(petition, {})[status] = n
+    out: list[tuple[Any, ...]] = []
+    for petition in touched:
+        p = info.get(petition)
+        fields = _fields(p[4]) if p is not None else None
+        goal = fields.get("goal") if fields else None
+        n = counts.get(petition, {})
+        blocked = _blocked(p).replace("proposal", "petition")
+        out.append(
+            (petition, n.get("counted", 0), n.get("support", 0), goal, blocked),
+        )
+    conn.executemany(
+        "INSERT OR REPLACE INTO petition_counts (petition, signatures, support, goal, blocked)"
+        " VALUES (?, ?, ?, ?, ?)",
+        out,
     )

@@ -28,6 +28,10 @@ _VIEW_TABLES = {
     "moderation": "target",
     "profiles": "community",
     "bodies": "id",
+    "signatures": "sign_id",
+    "petition_counts": "petition",
+    "survey_answers": "answer_id",
+    "survey_results": "survey",
 }
 
 
@@ -79,6 +83,23 @@ def _scenario() -> list[Message]:
             {"name": "X", "country": "IT", "region": "", "languages": ["it"], "about": ""},
         )
     )
+    # A petition: duplicate, foreign, late and post-revoke signs; an erased first sign.
+    petition = f.make(
+        "petition",
+        {"title": "Park", "text": "Save it.", "goal": 2, "closes": NOW - 500_000},
+        key=bob,
+    )
+    bob_sign = f.make("sign", {}, refs=(petition.id,), key=bob)
+    out += [
+        petition,
+        bob_sign,
+        f.make("sign", {}, refs=(petition.id,), key=bob),
+        f.make("sign", {}, refs=(petition.id,), key=alice),
+        f.make("sign", {}, refs=(petition.id,), key=carol),  # after her revoke
+        f.make("sign", {}, refs=(petition.id,), key=alice, ts=NOW - 500_000),  # late
+        other.make("sign", {}, refs=(petition.id,), key=seeded_key(40)),
+        f.erase(bob_sign.id, key=bob),
+    ]
     # The admin loses the role: the official's grant (made while admin) still counts.
     out.append(f.revoke(admin_grant.id))
     return out
@@ -125,3 +146,26 @@ def test_the_reference_is_not_trivial() -> None:
     statuses = {row[6] for row in REFERENCE["things"]}
     assert {"visible", "hidden", "erased"} <= statuses
     assert any(row[1] == 0 for row in REFERENCE["message_auth"])
+
+
+def test_m004_builds_from_messages_already_stored() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fora.db"
+        db = open_database(path)
+        ingest(db, [m.raw for m in SCENARIO], now_ms=NOW)
+        for table in ("signatures", "petition_counts", "survey_answers", "survey_results"):
+            db.execute(f"DROP TABLE {table}")
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm004_petitions_surveys'")
+        db.conn.commit()
+        db.close()
+        db = open_database(path)
+        snap = snapshot(db)
+        db.close()
+    assert snap == REFERENCE
+    assert any(row[5] == "counted" for row in snap["signatures"])
+
+
+def test_the_petition_in_the_reference_is_not_trivial() -> None:
+    statuses = {row[5] for row in REFERENCE["signatures"]}
+    assert {"counted", "support", "late", "unauthorized", "erased"} <= statuses
+    assert REFERENCE["petition_counts"][0][1:3] == (2, 1)
