@@ -16,6 +16,7 @@ from . import sync_api
 from .appkeys import CACHE, COMMUNITY_ID, CONFIG, DISCOVERY, INGESTOR, PEERS, STORE
 from .discovery import Discovery, StaticDiscovery, ZeroconfDiscovery
 from .folder import NodeConfig, read_key
+from .guard import BadRequestGuard
 from .peers import DEFAULT_INTERVAL, PeerManager
 from .sync_client import SyncError
 from .syncer import Ingestor, ItemCache
@@ -109,7 +110,9 @@ def create_app(
 ) -> web.Application:
     """The node. ``mdns`` announces it and finds peers on the LAN (``fora serve`` turns
     it on unless ``--no-mdns``; tests and the library default leave it off)."""
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(
+        client_max_size=MAX_REQUEST_BYTES, middlewares=[BadRequestGuard().middleware]
+    )
     app[CONFIG] = config
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(peers_ctx(sync_interval))  # type: ignore[arg-type]

@@ -91,3 +91,31 @@ async def test_oversized_request_is_refused(client: Client) -> None:
         "/sync/v1/push", data=io.BytesIO(b"\x90" + bytes(MAX_REQUEST_BYTES + 1))
     )
     assert resp.status == 413
+
+
+async def test_a_client_that_keeps_sending_garbage_is_backed_off(client: Client) -> None:
+    for _ in range(20):
+        resp = await client.post("/sync/v1/push", data=b"\x01")
+        assert resp.status == 400
+    resp = await client.post("/sync/v1/push", data=join_messages([]))
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+    # The status page is not part of the sync API and stays reachable.
+    assert (await client.get("/")).status == 200
+
+
+def test_guard_forgets_after_the_ban() -> None:
+    from node.guard import BadRequestGuard
+
+    now = [0.0]
+    guard = BadRequestGuard(limit=3, window=10, ban=30, clock=lambda: now[0])
+    for _ in range(2):
+        guard.record_bad("a")
+    now[0] = 11.0  # the first two fall out of the window
+    guard.record_bad("a")
+    assert guard.banned_for("a") == 0
+    guard.record_bad("a")
+    guard.record_bad("a")
+    assert guard.banned_for("a") == 30
+    assert guard.banned_for("b") == 0
+    now[0] = 41.5
+    assert guard.banned_for("a") == 0
