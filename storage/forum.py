@@ -18,6 +18,9 @@ from .views import ballots_hash
 
 __all__ = [
     "community_profile",
+    "infokit",
+    "meeting_page",
+    "meetings",
     "member_activity",
     "moderation_log",
     "petition_page",
@@ -258,6 +261,64 @@ def petition_page(
     return out
 
 
+#: The info kit's known categories, shown first in this order; others follow by name.
+INFOKIT_CATEGORIES = ("emergency", "health", "contacts")
+
+
+def infokit(db: Database, community: bytes) -> list[dict[str, Any]]:
+    """A community's pinned info kit: its visible ``infokit`` items (newest version of
+    each edit chain), by category (known ones first), by title within a category."""
+    items = [
+        _thing(r)
+        for r in db.execute(
+            f"SELECT {_THING_COLUMNS} FROM things WHERE community = ? AND kind = 'infokit'"  # noqa: S608
+            " AND status = 'visible' ORDER BY title, id",
+            (community,),
+        )
+    ]
+    by: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        category = str((item["fields"] or {}).get("category", ""))
+        by.setdefault(category, []).append(item)
+    order = [c for c in INFOKIT_CATEGORIES if c in by] + sorted(
+        c for c in by if c not in INFOKIT_CATEGORIES
+    )
+    return [{"category": c, "items": by[c]} for c in order]
+
+
+def meetings(db: Database, community: bytes, *, limit: int = 50) -> list[dict[str, Any]]:
+    """A community's visible meetings, the latest start first."""
+    rows = db.execute(
+        f"SELECT {_THING_COLUMNS} FROM things WHERE community = ? AND kind = 'meeting'"  # noqa: S608
+        " AND status = 'visible'",
+        (community,),
+    ).fetchall()
+    out = [_thing(r) for r in rows]
+    out.sort(key=lambda m: (-int((m["fields"] or {}).get("starts", 0)), m["id"]))
+    return out[:limit]
+
+
+def meeting_page(db: Database, meeting: bytes) -> dict[str, Any] | None:
+    """A meeting with its minutes (visible ones by officials of the meeting's
+    community, newest version each, oldest first) and its comments."""
+    thing = _get_thing(db, meeting)
+    if thing is None or thing["kind"] != "meeting":
+        return None
+    minutes = [
+        _thing(r)
+        for r in db.execute(
+            f"SELECT {_THING_COLUMNS} FROM things WHERE parent = ? AND kind = 'minutes'"  # noqa: S608
+            " AND status = 'visible' AND community = ? ORDER BY ts, id",
+            (meeting, bytes.fromhex(thing["community"])),
+        )
+    ]
+    return {
+        "meeting": thing,
+        "minutes": minutes,
+        "comments": _children(db, meeting, "comment", 50),
+    }
+
+
 def thread(db: Database, target: bytes, *, limit: int = 500) -> list[dict[str, Any]]:
     """The visible comments under ``target``, depth-first, oldest first, with depth."""
     rows = db.execute(
@@ -446,6 +507,10 @@ def show(db: Database, message_id: bytes) -> dict[str, Any] | None:
             out["comments"] = len(page["comments"])
     elif kind == "petition":
         out["counts"] = _petition_counts(db, message_id)
+    elif kind == "meeting":
+        meeting = meeting_page(db, message_id)
+        if meeting is not None:
+            out["minutes"] = meeting["minutes"]
     elif kind == "sign":
         sign = db.execute(
             "SELECT status, reason, petition FROM signatures WHERE sign_id = ?", (message_id,)

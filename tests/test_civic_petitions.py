@@ -132,3 +132,73 @@ def test_signs_before_their_petition_and_an_edit_cannot_move_the_close(
     put(db, bad, s3)
     assert sign_status(db, s3) == "blocked"
     assert forum.show(db, pub(ALICE)) is None
+
+
+# --------------------------------------------------------------------------- info kit
+
+
+def infokit_item(f: Factory, title: str, category: str, **kw: Any) -> Message:
+    fields = {"title": title, "text": "Call 112.", "category": category, "lang": "en"}
+    return f.make("infokit", fields, **kw)
+
+
+def test_infokit_by_category_newest_version(db: Database, factory: Factory) -> None:
+    grant = factory.grant(OFFICIAL, "official")
+    water = infokit_item(factory, "Water", "utilities", key=OFFICIAL)
+    fire = infokit_item(factory, "Fire", "emergency", key=OFFICIAL)
+    doctor = infokit_item(factory, "Doctor", "health", key=OFFICIAL)
+    by_member = infokit_item(factory, "Fake", "emergency", key=ALICE)
+    edit = factory.make(
+        "infokit",
+        {
+            "title": "Fire brigade",
+            "text": "Call 115.",
+            "category": "emergency",
+            "lang": "en",
+            "edit_of": fire.id,
+        },
+        key=OFFICIAL,
+    )
+    put(db, edit, grant, factory.grant(ALICE), water, fire, doctor, by_member)
+    kit = forum.infokit(db, factory.community)
+    assert [c["category"] for c in kit] == ["emergency", "health", "utilities"]
+    emergency = kit[0]["items"]
+    assert [i["title"] for i in emergency] == ["Fire brigade"]
+    assert emergency[0]["edited"] is True and emergency[0]["text"] == "Call 115."
+    put(db, factory.hide(doctor.id))
+    assert [c["category"] for c in forum.infokit(db, factory.community)] == [
+        "emergency",
+        "utilities",
+    ]
+
+
+def test_meeting_with_minutes(db: Database, factory: Factory) -> None:
+    grant = factory.grant(OFFICIAL, "official")
+    meeting = factory.make(
+        "meeting",
+        {
+            "title": "Council",
+            "starts": NOW,
+            "ends": NOW + 3_600_000,
+            "place": "Town hall",
+            "agenda": "Budget.",
+        },
+        key=OFFICIAL,
+    )
+    minutes = factory.make("minutes", {"text": "Approved."}, refs=(meeting.id,), key=OFFICIAL)
+    fake = factory.make("minutes", {"text": "Rejected."}, refs=(meeting.id,), key=ALICE)
+    fixed = factory.make(
+        "minutes",
+        {"text": "Approved, 7 to 2.", "edit_of": minutes.id},
+        refs=(meeting.id,),
+        key=OFFICIAL,
+    )
+    put(db, minutes, fixed, fake, grant, factory.grant(ALICE), meeting)
+    page = forum.meeting_page(db, meeting.id)
+    assert page is not None
+    assert page["meeting"]["title"] == "Council"
+    assert [m["text"] for m in page["minutes"]] == ["Approved, 7 to 2."]
+    assert [m["title"] for m in forum.meetings(db, factory.community)] == ["Council"]
+    shown = forum.show(db, meeting.id)
+    assert shown is not None and len(shown["minutes"]) == 1
+    assert forum.meeting_page(db, minutes.id) is None
