@@ -28,6 +28,7 @@ __all__ = [
     "report_queue",
     "search",
     "show",
+    "survey_results",
     "thread",
     "topic_page",
     "topics",
@@ -319,6 +320,35 @@ def meeting_page(db: Database, meeting: bytes) -> dict[str, Any] | None:
     }
 
 
+def survey_results(
+    db: Database, survey: bytes, *, now_ms: int | None = None
+) -> dict[str, Any] | None:
+    """A survey with its results: per question, the counts per option (scale, choice)
+    or the number of text answers, and the skipped ones, over the counted answers."""
+    thing = _get_thing(db, survey)
+    if thing is None or thing["kind"] != "survey":
+        return None
+    row = db.execute(
+        "SELECT respondents, results, blocked FROM survey_results WHERE survey = ?", (survey,)
+    ).fetchone()
+    questions = (thing["fields"] or {}).get("questions", [])
+    results = json.loads(row[1]) if row is not None else []
+    for question, result in zip(questions, results, strict=False):
+        result["text"] = question.get("text")
+        if "counts" in result:
+            result["options"] = question.get("options", [])
+    out: dict[str, Any] = {
+        "survey": thing,
+        "respondents": row[0] if row is not None else 0,
+        "results": results,
+    }
+    if row is not None and row[2]:
+        out["not_counted"] = row[2]
+    if now_ms is not None and thing["fields"]:
+        out["open"] = thing["fields"]["opens"] <= now_ms < thing["fields"]["closes"]
+    return out
+
+
 def thread(db: Database, target: bytes, *, limit: int = 500) -> list[dict[str, Any]]:
     """The visible comments under ``target``, depth-first, oldest first, with depth."""
     rows = db.execute(
@@ -507,6 +537,20 @@ def show(db: Database, message_id: bytes) -> dict[str, Any] | None:
             out["comments"] = len(page["comments"])
     elif kind == "petition":
         out["counts"] = _petition_counts(db, message_id)
+    elif kind == "survey":
+        results = survey_results(db, message_id)
+        if results is not None:
+            out["respondents"] = results["respondents"]
+            out["results"] = results["results"]
+    elif kind == "answer":
+        answer = db.execute(
+            "SELECT status, reason, survey FROM survey_answers WHERE answer_id = ?",
+            (message_id,),
+        ).fetchone()
+        if answer is not None:
+            out["answer"] = {"status": answer[0], "survey": answer[2].hex()}
+            if answer[0] != "counted":
+                out["not_counted"] = answer[1]
     elif kind == "meeting":
         meeting = meeting_page(db, message_id)
         if meeting is not None:

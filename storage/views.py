@@ -82,6 +82,8 @@ class Dirty:
 
     #: vote id -> its choice before an erase dropped it in this transaction
     lost_choices: dict[bytes, str | None] = field(default_factory=dict)
+    #: answer id -> its body (JSON) before an erase dropped it in this transaction
+    lost_answers: dict[bytes, str] = field(default_factory=dict)
 
     def message(self, row: Row) -> None:
         """Mark the view rows that message ``row`` feeds."""
@@ -135,6 +137,12 @@ def _marks(chunk: Sized) -> str:
 
 def forget_body(conn: sqlite3.Connection, message_id: bytes, dirty: Dirty | None = None) -> None:
     """A message's body was dropped (erasure): drop what was decoded from it."""
+    if dirty is not None and message_id not in dirty.lost_answers:
+        answer = conn.execute(
+            "SELECT fields FROM bodies WHERE id = ? AND kind = 'answer'", (message_id,)
+        ).fetchone()
+        if answer is not None:
+            dirty.lost_answers[message_id] = answer[0]
     conn.execute("DELETE FROM bodies WHERE id = ?", (message_id,))
     if dirty is not None and message_id not in dirty.lost_choices:
         held = conn.execute(
@@ -170,6 +178,7 @@ def refresh(
     for community in sorted(dirty.profiles):
         _profile(conn, community)
     _petitions(conn, dirty.petitions, dirty.signers)
+    _surveys(conn, dirty.surveys, dirty.respondents, dirty.lost_answers)
 
 
 # --------------------------------------------------------------------------- things
@@ -844,5 +853,198 @@ def _petitions(
     conn.executemany(
         "INSERT OR REPLACE INTO petition_counts (petition, signatures, support, goal, blocked)"
         " VALUES (?, ?, ?, ?, ?)",
+        out,
+    )
+
+
+# --------------------------------------------------------------------------- surveys
+
+#: (answer_id, member, community, ts, fields, authorized, reason, status, answer reason)
+_Answer = tuple[bytes, bytes, bytes, int, str | None, int | None, str | None, str, str]
+_ANSWER_COLUMNS = (
+    "s.answer_id, s.member, s.community, s.ts, b.fields, a.authorized, a.reason, s.status, s.reason"
+)
+_ANSWER_FROM = (
+    " LEFT JOIN bodies b ON b.id = s.answer_id LEFT JOIN message_auth a ON a.id = s.answer_id"
+)
+
+
+def answers_mismatch(questions: list[Any], answers: Any) -> str:
+    """Why ``answers`` do not fit ``questions`` ("" when they do)."""
+    if not isinstance(answers, list) or len(answers) != len(questions):
+        n = len(answers) if isinstance(answers, list) else 0
+        return f"{n} answers for {len(questions)} questions"
+    for i, (q, a) in enumerate(zip(questions, answers, strict=True)):
+        if a is None:
+            continue
+        if q.get("type") == "text":
+            if not isinstance(a, str):
+                return f"question {i + 1}: a text question needs a text answer"
+        elif not isinstance(a, int) or isinstance(a, bool):
+            return f"question {i + 1}: needs an option index"
+        elif not 0 <= a < len(q.get("options", [])):
+            return f"question {i + 1}: option {a} out of range"
+    return ""
+
+
+def _judge_answers(
+    s: tuple[Any, ...] | None, questions: list[Any], rows: list[_Answer]
+) -> list[tuple[str, str, _Answer]]:
+    """Each answer's (status, reason): per member, the newest answer that fits the
+    questions and lies in [opens, closes) counts (``s``: the survey's status, community,
+    closes, reason, fields)."""
+    blocked = _blocked(s).replace("proposal", "survey")
+    fields = _fields(s[4]) if s is not None else None
+    opens = int(fields.get("opens", 0)) if fields else 0
+    out: list[tuple[str, str, _Answer]] = []
+    seen: set[bytes] = set()
+    for row in sorted(rows, key=lambda r: (r[1], r[3], r[0]), reverse=True):
+        _, member, community, ts, body, authorized, reason = row[:7]
+        decoded = _fields(body)
+        if blocked:
+            status, why = "blocked", blocked
+        elif decoded is None:
+            status, why = "erased", "the answer was erased (or its body is not held)"
+        elif not authorized:
+            status, why = "unauthorized", reason or "author not a member at ts"
+        elif ts < opens:
+            status, why = "early", "answered before the survey opened"
+        elif s is not None and ts >= s[2]:
+            status, why = "late", "answered at or after the close"
+        elif mismatch := answers_mismatch(questions, decoded.get("answers")):
+            status, why = "mismatch", mismatch
+        elif s is not None and community != s[1]:
+            status, why = "other", "a member of another community: not counted"
+        elif member in seen:
+            status, why = "superseded", "a newer answer by the same member counts"
+        else:
+            seen.add(member)
+            status, why = "counted", ""
+        out.append((status, why, row))
+    return out
+
+
+def _empty_results(questions: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"type": q.get("type"), "skipped": 0}
+        | (
+            {"text_answers": 0}
+            if q.get("type") == "text"
+            else {"counts": [0] * len(q.get("options", []))}
+        )
+        for q in questions
+    ]
+
+
+def _add_answer(results: list[dict[str, Any]], body: str | None, sign: int) -> None:
+    """Add (``sign`` 1) or take out (-1) a counted answer's contribution."""
+    decoded = _fields(body) or {}
+    for result, answer in zip(results, decoded.get("answers", []), strict=False):
+        if answer is None:
+            result["skipped"] += sign
+        elif "text_answers" in result:
+            result["text_answers"] += sign
+        else:
+            result["counts"][answer] += sign
+
+
+def _surveys(
+    conn: sqlite3.Connection,
+    surveys: set[bytes],
+    respondents: set[tuple[bytes, bytes]],
+    lost_answers: Mapping[bytes, str],
+) -> None:
+    """Judge again the answers of whole surveys (those that changed: recounted) and of
+    some members (results updated by the answers whose status changed, no recount)."""
+    if not surveys and not respondents:
+        return
+    touched = sorted(surveys | {s for s, _ in respondents})
+    info: dict[bytes, tuple[Any, ...]] = {}
+    old: dict[bytes, tuple[int, str]] = {}
+    rows: dict[bytes, list[_Answer]] = {}
+    for chunk in _chunks(touched):
+        marks = _marks(chunk)
+        for row in conn.execute(
+            "SELECT id, status, community, closes, reason, fields FROM things"  # noqa: S608
+            f" WHERE kind = 'survey' AND id IN ({marks})",
+            chunk,
+        ):
+            info[row[0]] = row[1:]
+        for row in conn.execute(
+            "SELECT survey, respondents, results FROM survey_results"  # noqa: S608
+            f" WHERE survey IN ({marks})",
+            chunk,
+        ):
+            old[row[0]] = (row[1], row[2])
+    for chunk in _chunks(sorted(surveys)):
+        for survey, *answer in conn.execute(
+            f"SELECT s.survey, {_ANSWER_COLUMNS} FROM survey_answers s{_ANSWER_FROM}"  # noqa: S608
+            f" WHERE s.survey IN ({_marks(chunk)})",
+            chunk,
+        ):
+            rows.setdefault(survey, []).append(tuple(answer))
+    pairs = sorted((s, m) for s, m in respondents if s not in surveys)
+    for part in _chunks(pairs, 400):
+        values = ", ".join("(?, ?)" for _ in part)
+        for survey, *answer in conn.execute(
+            f"WITH v (survey, member) AS (VALUES {values})"  # noqa: S608
+            f" SELECT s.survey, {_ANSWER_COLUMNS} FROM v JOIN survey_answers s"
+            f" ON s.survey = v.survey AND s.member = v.member{_ANSWER_FROM}",
+            [x for pair in part for x in pair],
+        ):
+            rows.setdefault(survey, []).append(tuple(answer))
+    questions: dict[bytes, list[Any]] = {}
+    for survey in touched:
+        fields = _fields(info[survey][4]) if survey in info else None
+        qs = fields.get("questions") if fields else None
+        questions[survey] = qs if isinstance(qs, list) else []
+    results: dict[bytes, list[dict[str, Any]]] = {}
+    counted: dict[bytes, int] = {}
+    for survey in touched:
+        before = old.get(survey)
+        if survey in surveys or before is None:
+            results[survey], counted[survey] = _empty_results(questions[survey]), 0
+        else:
+            results[survey], counted[survey] = json.loads(before[1]), before[0]
+    updates: list[tuple[str, str, bytes]] = []
+    for survey, answers in rows.items():
+        for status, why, row in _judge_answers(info.get(survey), questions[survey], answers):
+            answer_id, body, old_status = row[0], row[4], row[7]
+            if (status, why) != (row[7], row[8]):
+                updates.append((status, why, answer_id))
+            elif answer_id not in lost_answers:
+                continue
+            if survey in surveys or old.get(survey) is None:
+                continue  # recounted below
+            if old_status == "counted":
+                _add_answer(results[survey], lost_answers.get(answer_id, body), -1)
+                counted[survey] -= 1
+            if status == "counted":
+                _add_answer(results[survey], body, 1)
+                counted[survey] += 1
+    conn.executemany(
+        "UPDATE survey_answers SET status = ?, reason = ? WHERE answer_id = ?", updates
+    )
+    recount = [s for s in touched if s in surveys or s not in old]
+    for chunk in _chunks(recount):
+        for survey, body in conn.execute(
+            "SELECT s.survey, b.fields FROM survey_answers s JOIN bodies b"  # noqa: S608
+            f" ON b.id = s.answer_id WHERE s.survey IN ({_marks(chunk)})"
+            " AND s.status = 'counted'",
+            chunk,
+        ):
+            counted[survey] += 1
+            _add_answer(results[survey], body, 1)
+    out: list[tuple[Any, ...]] = []
+    for survey in touched:
+        row_out = (
+            counted[survey],
+            json.dumps(results[survey], sort_keys=True),
+            _blocked(info.get(survey)).replace("proposal", "survey"),
+        )
+        out.append((survey, *row_out))
+    conn.executemany(
+        "INSERT OR REPLACE INTO survey_results (survey, respondents, results, blocked)"
+        " VALUES (?, ?, ?, ?)",
         out,
     )

@@ -100,6 +100,41 @@ def _scenario() -> list[Message]:
         other.make("sign", {}, refs=(petition.id,), key=seeded_key(40)),
         f.erase(bob_sign.id, key=bob),
     ]
+    # A survey: superseded, mismatching, late and foreign answers; an erased newest one.
+    questions = [
+        {"text": "Happy?", "type": "scale", "options": ["1", "2", "3"]},
+        {"text": "Why?", "type": "text", "options": []},
+    ]
+    survey = f.make(
+        "survey",
+        {
+            "title": "S",
+            "intro": "",
+            "questions": questions,
+            "opens": NOW - 3_000_000,
+            "closes": NOW - 500_000,
+        },
+        key=official,
+    )
+    newest = f.make("answer", {"answers": [2, "bus"]}, refs=(survey.id,), key=bob, ts=NOW - 900_000)
+    out += [
+        survey,
+        f.make("answer", {"answers": [0, None]}, refs=(survey.id,), key=bob, ts=NOW - 2_000_000),
+        newest,
+        f.make("answer", {"answers": [1, None]}, refs=(survey.id,), key=alice, ts=NOW - 1_900_000),
+        f.make("answer", {"answers": [5, None]}, refs=(survey.id,), key=alice, ts=NOW - 1_800_000),
+        f.make("answer", {"answers": [1]}, refs=(survey.id,), key=alice, ts=NOW - 1_700_000),
+        f.make("answer", {"answers": [0, "x"]}, refs=(survey.id,), key=alice, ts=NOW - 400_000),
+        other.make(
+            "answer",
+            {"answers": [0, "x"]},
+            refs=(survey.id,),
+            key=seeded_key(40),
+            ts=NOW - 1_000_000,
+        ),
+        f.make("answer", {"answers": [2, None]}, refs=(survey.id,), key=alice, ts=NOW - 2_500_000),
+        f.erase(newest.id, key=bob),
+    ]
     # The admin loses the role: the official's grant (made while admin) still counts.
     out.append(f.revoke(admin_grant.id))
     return out
@@ -169,3 +204,9 @@ def test_the_petition_in_the_reference_is_not_trivial() -> None:
     statuses = {row[5] for row in REFERENCE["signatures"]}
     assert {"counted", "support", "late", "unauthorized", "erased"} <= statuses
     assert REFERENCE["petition_counts"][0][1:3] == (2, 1)
+
+
+def test_the_survey_in_the_reference_is_not_trivial() -> None:
+    statuses = {row[5] for row in REFERENCE["survey_answers"]}
+    assert {"counted", "superseded", "mismatch", "late", "erased", "other"} <= statuses
+    assert REFERENCE["survey_results"][0][1] == 2
