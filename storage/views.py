@@ -12,6 +12,8 @@ the same whatever order the messages came in.
 - ``ballots`` / ``proposal_counts``: each vote's status and the live counts.
 - ``tallies``: each published tally checked against the recount.
 - ``modlog`` / ``moderation``: hide and unhide actions and the resulting state.
+- ``signatures`` / ``petition_counts``: each sign's status and a petition's counts.
+- ``survey_answers`` / ``survey_results``: each answer's status and the results.
 - ``profiles``: each community's newest profile.
 """
 
@@ -792,13 +794,15 @@ def _judge_signs(p: tuple[Any, ...] | None, rows: list[_Sign]) -> list[tuple[str
 def _petitions(
     conn: sqlite3.Connection, petitions: set[bytes], signers: set[tuple[bytes, bytes]]
 ) -> None:
-    """Judge again the signs of whole petitions (those that changed) and of some signers,
-    then count the petitions touched: a few set-based queries for the whole batch."""
+    """Judge again the signs of whole petitions (those that changed: recounted) and of
+    some signers (counts updated by the signs whose status changed, no recount): a few
+    set-based queries for the whole batch."""
     if not petitions and not signers:
         return
     touched = sorted(petitions | {p for p, _ in signers})
     info: dict[bytes, tuple[Any, ...]] = {}
     rows: dict[bytes, list[_Sign]] = {}
+    old: dict[bytes, dict[str, int]] = {}
     for chunk in _chunks(touched):
         marks = _marks(chunk)
         for row in conn.execute(
@@ -807,6 +811,12 @@ def _petitions(
             chunk,
         ):
             info[row[0]] = row[1:]
+        for petition, signatures, support in conn.execute(
+            "SELECT petition, signatures, support FROM petition_counts"  # noqa: S608
+            f" WHERE petition IN ({marks})",
+            chunk,
+        ):
+            old[petition] = {"counted": signatures, "support": support}
     whole = sorted(petitions)
     for chunk in _chunks(whole):
         for petition, *sign in conn.execute(
@@ -825,21 +835,30 @@ def _petitions(
             [x for pair in part for x in pair],
         ):
             rows.setdefault(petition, []).append(tuple(sign))
+    recount = [p for p in touched if p in petitions or p not in old]
+    counts: dict[bytes, dict[str, int]] = {p: dict(n) for p, n in old.items()}
     updates: list[tuple[str, str, bytes]] = []
     for petition, signs in rows.items():
+        n = counts.get(petition, {})
         for status, why, row in _judge_signs(info.get(petition), signs):
-            if (status, why) != (row[7], row[8]):
-                updates.append((status, why, row[0]))
+            if (status, why) == (row[7], row[8]):
+                continue
+            updates.append((status, why, row[0]))
+            if row[7] in n:
+                n[row[7]] -= 1
+            if status in n:
+                n[status] += 1
     conn.executemany("UPDATE signatures SET status = ?, reason = ? WHERE sign_id = ?", updates)
-    counts: dict[bytes, dict[str, int]] = {}
-    for chunk in _chunks(touched):
-        for petition, status, n in conn.execute(
+    for petition in recount:
+        counts[petition] = {}
+    for chunk in _chunks(recount):
+        for petition, status, total in conn.execute(
             "SELECT petition, status, count(*) FROM signatures"  # noqa: S608
             f" WHERE petition IN ({_marks(chunk)}) AND status IN ('counted', 'support')"
             " GROUP BY petition, status",
             chunk,
         ):
-            counts.setdefault(petition, {})[status] = n
+            counts[petition][status] = total
     out: list[tuple[Any, ...]] = []
     for petition in touched:
         p = info.get(petition)

@@ -202,3 +202,24 @@ def test_meeting_with_minutes(db: Database, factory: Factory) -> None:
     shown = forum.show(db, meeting.id)
     assert shown is not None and len(shown["minutes"]) == 1
     assert forum.meeting_page(db, minutes.id) is None
+
+
+def test_counts_kept_by_difference_equal_a_recount(
+    db: Database, factory: Factory, tmp_path: Path
+) -> None:
+    other = Factory(seeded_key(2))
+    bob_grant = factory.grant(BOB)
+    messages = [factory.grant(ALICE), bob_grant, factory.grant(CAROL), other.grant(STRANGER)]
+    p = petition(factory, key=ALICE)
+    s1, s2 = sign(factory, p.id, key=BOB), sign(factory, p.id, key=BOB)
+    messages += [p, s1, s2, sign(factory, p.id, key=CAROL), sign(other, p.id, key=STRANGER)]
+    messages += [factory.erase(s1.id, key=BOB), factory.revoke(bob_grant.id, ts=NOW - 1)]
+    messages.append(sign(factory, p.id, key=ALICE))
+    for m in messages:
+        put(db, m)
+    fresh = open_database(tmp_path / "fresh.db")
+    put(fresh, *messages)
+    query = "SELECT * FROM petition_counts"
+    assert db.execute(query).fetchall() == fresh.execute(query).fetchall()
+    assert db.execute(query).fetchone()[1:3] == (3, 1)
+    fresh.close()
