@@ -63,6 +63,7 @@ class PeerManager:
             asyncio.Queue()
         )
         self._tasks: list[asyncio.Task[Any]] = []
+        self._sync_locks: dict[str, asyncio.Lock] = {}
         self._announced: deque[bytes] = deque()
         self._announced_set: set[bytes] = set()
         ingestor.listeners.append(self._on_new_messages)
@@ -116,6 +117,12 @@ class PeerManager:
         return await self._sync(peer)
 
     async def _sync(self, peer: peer_fns.Peer) -> SyncReport:
+        """One sync with ``peer``; never two at once with the same peer."""
+        lock = self._sync_locks.setdefault(peer.url, asyncio.Lock())
+        async with lock:
+            return await self._sync_locked(peer)
+
+    async def _sync_locked(self, peer: peer_fns.Peer) -> SyncReport:
         assert self.session is not None
         progress = SyncProgress(peer.url)
         self.progress[peer.url] = progress

@@ -467,6 +467,16 @@ async def test_live_push_does_not_relay_unauthorized_messages(make_node: Any) ->
     a, b = await make_node("A"), await make_node("B")
     await b.app[PEERS].add(a.url)
     await a.app[PEERS].add(b.url)
+
+    async def first_syncs_done() -> bool:
+        peers = [
+            *await a.app[STORE].read(peer_fns.list_peers),
+            *await b.app[STORE].read(peer_fns.list_peers),
+        ]
+        return all(p.last_success for p in peers)
+
+    # Adding a peer starts a sync at once; the next one is an hour away (interval).
+    await eventually(first_syncs_done, timeout=10.0)
     stranger = seeded_key(77)  # holds no role in A's community
     now = int(time.time() * 1000)
     spam = create_message(
