@@ -753,6 +753,41 @@ def _profile(conn: sqlite3.Connection, community: bytes) -> None:
 
 #: (sign_id, signer, community, ts, body held, authorized, reason, status, sign reason)
 _Sign = tuple[bytes, bytes, bytes, int, int, int | None, str | None, str, str]
+
+
+def _load_by_target(
+    conn: sqlite3.Connection,
+    rows: dict[bytes, list[Any]],
+    table: str,
+    target: str,
+    member: str,
+    columns: str,
+    joins: str,
+    whole: set[bytes],
+    pairs: set[tuple[bytes, bytes]],
+) -> None:
+    """Append to ``rows[target]`` the rows of ``table`` (aliased ``s``) of every target
+    in ``whole``, and of each (target, member) pair whose target is not in ``whole``:
+    what a batch of signatures or answers needs to re-judge, in a few queries."""
+    for chunk in _chunks(sorted(whole)):
+        for key, *row in conn.execute(
+            f"SELECT s.{target}, {columns} FROM {table} s{joins}"  # noqa: S608
+            f" WHERE s.{target} IN ({_marks(chunk)})",
+            chunk,
+        ):
+            rows.setdefault(key, []).append(tuple(row))
+    rest = sorted(pair for pair in pairs if pair[0] not in whole)
+    for part in _chunks(rest, 400):
+        values = ", ".join("(?, ?)" for _ in part)
+        for key, *row in conn.execute(
+            f"WITH v ({target}, {member}) AS (VALUES {values})"  # noqa: S608
+            f" SELECT s.{target}, {columns} FROM v JOIN {table} s"
+            f" ON s.{target} = v.{target} AND s.{member} = v.{member}{joins}",
+            [x for pair in part for x in pair],
+        ):
+            rows.setdefault(key, []).append(tuple(row))
+
+
 _SIGN_COLUMNS = (
     "s.sign_id, s.signer, s.community, s.ts, b.id IS NOT NULL, a.authorized, a.reason,"
     " s.status, s.reason"
@@ -817,24 +852,17 @@ def _petitions(
             chunk,
         ):
             old[petition] = {"counted": signatures, "support": support}
-    whole = sorted(petitions)
-    for chunk in _chunks(whole):
-        for petition, *sign in conn.execute(
-            f"SELECT s.petition, {_SIGN_COLUMNS} FROM signatures s{_SIGN_FROM}"  # noqa: S608
-            f" WHERE s.petition IN ({_marks(chunk)})",
-            chunk,
-        ):
-            rows.setdefault(petition, []).append(tuple(sign))
-    pairs = sorted((p, s) for p, s in signers if p not in petitions)
-    for part in _chunks(pairs, 400):
-        values = ", ".join("(?, ?)" for _ in part)
-        for petition, *sign in conn.execute(
-            f"WITH v (petition, signer) AS (VALUES {values})"  # noqa: S608
-            f" SELECT s.petition, {_SIGN_COLUMNS} FROM v JOIN signatures s"
-            f" ON s.petition = v.petition AND s.signer = v.signer{_SIGN_FROM}",
-            [x for pair in part for x in pair],
-        ):
-            rows.setdefault(petition, []).append(tuple(sign))
+    _load_by_target(
+        conn,
+        rows,
+        "signatures",
+        "petition",
+        "signer",
+        _SIGN_COLUMNS,
+        _SIGN_FROM,
+        petitions,
+        signers,
+    )
     recount = [p for p in touched if p in petitions or p not in old]
     counts: dict[bytes, dict[str, int]] = {p: dict(n) for p, n in old.items()}
     updates: list[tuple[str, str, bytes]] = []
@@ -995,23 +1023,17 @@ def _surveys(
             chunk,
         ):
             old[row[0]] = (row[1], row[2])
-    for chunk in _chunks(sorted(surveys)):
-        for survey, *answer in conn.execute(
-            f"SELECT s.survey, {_ANSWER_COLUMNS} FROM survey_answers s{_ANSWER_FROM}"  # noqa: S608
-            f" WHERE s.survey IN ({_marks(chunk)})",
-            chunk,
-        ):
-            rows.setdefault(survey, []).append(tuple(answer))
-    pairs = sorted((s, m) for s, m in respondents if s not in surveys)
-    for part in _chunks(pairs, 400):
-        values = ", ".join("(?, ?)" for _ in part)
-        for survey, *answer in conn.execute(
-            f"WITH v (survey, member) AS (VALUES {values})"  # noqa: S608
-            f" SELECT s.survey, {_ANSWER_COLUMNS} FROM v JOIN survey_answers s"
-            f" ON s.survey = v.survey AND s.member = v.member{_ANSWER_FROM}",
-            [x for pair in part for x in pair],
-        ):
-            rows.setdefault(survey, []).append(tuple(answer))
+    _load_by_target(
+        conn,
+        rows,
+        "survey_answers",
+        "survey",
+        "member",
+        _ANSWER_COLUMNS,
+        _ANSWER_FROM,
+        surveys,
+        respondents,
+    )
     questions: dict[bytes, list[Any]] = {}
     for survey in touched:
         fields = _fields(info[survey][4]) if survey in info else None
