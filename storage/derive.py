@@ -25,7 +25,7 @@ from typing import Any
 
 from protocol.messages import Message, decode_message
 
-from . import views
+from . import panels, views
 from .roles import ADMIN_ROLES, RoleCache, Verdict, authorize, replay_roles, write_verdicts
 
 __all__ = ["UNKNOWN_AUTHOR_QUOTA", "Derivation", "Row", "fields_json", "rebuild"]
@@ -86,6 +86,7 @@ class Derivation:
         self._bodies_by_author: dict[bytes, int] = {}
         #: id -> (JSON text, decoded fields) of the bodies written in this transaction
         self._decoded: dict[bytes, tuple[str, dict[str, Any]]] = {}
+        self._panels = panels.Touched()
 
     # -- during store_checked ---------------------------------------------------------
 
@@ -191,6 +192,7 @@ class Derivation:
         self._add_rows(rows, _erases_of(conn, [m.id for m in self._stored]))
         self._settle(rows, role_communities, dirty)
         views.refresh(conn, self.roles, dirty, self._decoded)
+        panels.refresh(conn, self._panels)
 
     def _body_row(self, m: Message) -> tuple[Any, ...]:
         assert m.fields is not None
@@ -216,6 +218,8 @@ class Derivation:
         while rows or role_communities:
             for community in sorted(role_communities):
                 changed = replay_roles(conn, community)
+                if changed:
+                    self._panels.communities.add(community)
                 self.roles.forget(community, changed)
                 for key in changed:
                     if self.roles.known(key):
@@ -228,6 +232,7 @@ class Derivation:
             verdicts = {row[0]: self._judge(row) for row in judged}
             write_verdicts(conn, verdicts)
             dirty.messages(judged)
+            self._panels.rows(judged)
             erased_grants: set[bytes] = set()
             for row in judged:
                 if row[1] == "erase" and verdicts[row[0]].authorized and row[5]:

@@ -8,6 +8,7 @@ in lists, counts or search; :func:`show` explains any one message, visible or no
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -23,6 +24,8 @@ __all__ = [
     "meetings",
     "member_activity",
     "moderation_log",
+    "panel_page",
+    "panels",
     "petition_page",
     "proposal_page",
     "report_queue",
@@ -175,6 +178,124 @@ def topic_page(db: Database, topic: bytes, *, limit: int = 50) -> dict[str, Any]
         "proposals": proposals,
         "stories": _children(db, topic, "story", limit),
         "comments": _children(db, topic, "comment", limit),
+        "panels": panels(db, topic=topic, limit=limit),
+    }
+
+
+_PANEL_COLUMNS = (
+    "p.panel, p.community, p.author, p.ts, p.topic, p.status, p.reason, p.name, p.seats,"
+    " p.roll_check, p.eligible, p.roll_here, p.draw, p.draw_status, b.fields"
+)
+
+
+def _panel(row: tuple[Any, ...]) -> dict[str, Any]:
+    (
+        panel_id,
+        community,
+        author,
+        ts,
+        topic,
+        status,
+        reason,
+        name,
+        seats,
+        roll_check,
+        eligible,
+        roll_here,
+        draw,
+        draw_status,
+        fields,
+    ) = row
+    body = json.loads(fields) if fields else {}
+    out: dict[str, Any] = {
+        "id": panel_id.hex(),
+        "community": community.hex(),
+        "author": author.hex(),
+        "ts": ts,
+        "topic": topic.hex() if topic else None,
+        "status": status,
+        "name": name,
+        "seats": seats,
+        "roll": body.get("roll"),
+        "commit": body.get("commit"),
+        "roll_check": roll_check,
+        "eligible": eligible,
+        "roll_here": roll_here.hex() if roll_here else None,
+        "draw": draw.hex() if draw else None,
+        "draw_status": draw_status,
+    }
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+def panels(
+    db: Database,
+    community: bytes | None = None,
+    *,
+    topic: bytes | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Visible panels of a community (or under a topic), newest first."""
+    where, params = (
+        ("p.topic = ?", [topic]) if topic is not None else ("p.community = ?", [community])
+    )
+    return [
+        _panel(r)
+        for r in db.execute(
+            f"SELECT {_PANEL_COLUMNS} FROM panels p LEFT JOIN bodies b ON b.id = p.panel"  # noqa: S608
+            f" WHERE {where} AND p.status = 'visible' ORDER BY p.ts DESC, p.panel LIMIT ?",
+            (*params, limit),
+        )
+    ]
+
+
+def _draws(db: Database, panel: bytes) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": draw_id.hex(),
+            "ts": ts,
+            "author": author.hex(),
+            "status": status,
+            **json.loads(detail),
+        }
+        for draw_id, ts, author, status, detail in db.execute(
+            "SELECT d.draw_id, m.ts, m.author, d.status, d.detail FROM draws d"
+            " JOIN messages m ON m.id = d.draw_id WHERE d.panel = ? ORDER BY m.ts, d.draw_id",
+            (panel,),
+        )
+    ]
+
+
+def panel_page(db: Database, panel: bytes) -> dict[str, Any] | None:
+    """A panel with its roll check (our recount of the eligible keys at its ts against
+    the committed roll), the draw that counts (verified, mismatch, pending, invalid …),
+    the commit check, the selected keys and every draw held."""
+    row = db.execute(
+        f"SELECT {_PANEL_COLUMNS} FROM panels p LEFT JOIN bodies b ON b.id = p.panel"  # noqa: S608
+        " WHERE p.panel = ?",
+        (panel,),
+    ).fetchone()
+    if row is None:
+        return None
+    out = _panel(row)
+    draws = _draws(db, panel)
+    counted = next((d for d in draws if d["id"] == out["draw"]), None)
+    fields = None
+    if counted is not None:
+        body = db.execute("SELECT fields FROM bodies WHERE id = ?", (row[12],)).fetchone()
+        fields = json.loads(body[0]) if body is not None else None
+    commit_check = "open"
+    if fields is not None and out["commit"] is not None:
+        secret = bytes.fromhex(fields["secret"])
+        matches = hashlib.sha256(secret).hexdigest() == out["commit"]
+        commit_check = "matches" if matches else "does not match"
+    return {
+        "panel": out,
+        "commit_check": commit_check,
+        "draw": counted,
+        "selected": fields.get("selected", []) if fields is not None else [],
+        "draws": draws,
     }
 
 
@@ -537,6 +658,18 @@ def show(db: Database, message_id: bytes) -> dict[str, Any] | None:
             out["comments"] = len(page["comments"])
     elif kind == "petition":
         out["counts"] = _petition_counts(db, message_id)
+    elif kind == "panel":
+        panel = panel_page(db, message_id)
+        if panel is not None:
+            out.update(panel)
+    elif kind == "draw":
+        draw = db.execute(
+            "SELECT status, detail, panel FROM draws WHERE draw_id = ?", (message_id,)
+        ).fetchone()
+        if draw is not None:
+            out["draw"] = {"status": draw[0], "panel": draw[2].hex(), **json.loads(draw[1])}
+            if draw[0] != "verified":
+                out["not_counted"] = draw[0]
     elif kind == "survey":
         results = survey_results(db, message_id)
         if results is not None:

@@ -238,3 +238,38 @@ def m004_petitions_surveys(db: Database) -> None:
     from .derive import rebuild
 
     rebuild(conn)
+
+
+@migrations()
+def m005_panels(db: Database) -> None:
+    # Panels drawn by lot (storage/panels.py, docs/civic.md): per panel the roll check
+    # and the status of the draw that counts; per draw its status. Built below from the
+    # messages already held.
+    conn = db.conn
+    schema = """
+        CREATE TABLE panels (
+            panel BLOB PRIMARY KEY, community BLOB NOT NULL, author BLOB NOT NULL,
+            ts INTEGER NOT NULL, topic BLOB, status TEXT NOT NULL, reason TEXT NOT NULL,
+            name TEXT NOT NULL, seats INTEGER, roll_check TEXT NOT NULL, eligible INTEGER,
+            roll_here BLOB, draw BLOB, draw_status TEXT NOT NULL, detail TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX panels_community ON panels (community, status, ts);
+        CREATE INDEX panels_topic ON panels (topic) WHERE topic IS NOT NULL;
+        CREATE TABLE draws (
+            draw_id BLOB PRIMARY KEY, panel BLOB NOT NULL, status TEXT NOT NULL,
+            detail TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX draws_panel ON draws (panel);
+        """
+    for statement in schema.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    from .panels import Touched, refresh
+
+    panels = {
+        row[0] if row[1] == "panel" else row[2][:32]
+        for row in conn.execute(
+            "SELECT id, kind, refs FROM messages WHERE kind IN ('panel', 'draw')"
+        )
+    }
+    refresh(conn, Touched(panels=panels))
