@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
+from protocol import signing, sortition
 from protocol.messages import Message
 from storage.database import open_database
 from storage.messages import ingest
@@ -32,6 +34,8 @@ _VIEW_TABLES = {
     "petition_counts": "petition",
     "survey_answers": "answer_id",
     "survey_results": "survey",
+    "panels": "panel",
+    "draws": "draw_id",
 }
 
 
@@ -137,6 +141,42 @@ def _scenario() -> list[Message]:
     ]
     # The admin loses the role: the official's grant (made while admin) still counts.
     out.append(f.revoke(admin_grant.id))
+    # Panels: a verified draw and a later one (superseded), a draw waiting for an
+    # entropy message never held, a draw whose secret is wrong. On the roll at the
+    # panels' ts: alice, bob, the moderator and the official (carol and the admin were
+    # revoked before).
+    roll = [signing.public_key_bytes(k) for k in (alice, bob, mod, official)]
+    secret = hashlib.sha256(b"order secret").digest()
+
+    def panel(ts: int) -> Message:
+        fields = {
+            "name": "Panel",
+            "seats": 2,
+            "roll": sortition.roll_hash(roll),
+            "commit": sortition.commit_of(secret),
+        }
+        return f.make("panel", fields, key=official, ts=ts)
+
+    def draw(p: Message, entropy: list[bytes], ts: int, secret: bytes = secret) -> Message:
+        selected = list(sortition.draw(roll, secret, entropy, 2).selected)
+        return f.make(
+            "draw",
+            {"secret": secret, "selected": selected},
+            refs=(p.id, *entropy),
+            key=official,
+            ts=ts,
+        )
+
+    entropy = other.topic("Peer news", ts=NOW - 95_000)
+    verified, pending, invalid = panel(NOW - 100_000), panel(NOW - 99_000), panel(NOW - 98_000)
+    never = hashlib.sha256(b"never held").digest()
+    out += [entropy, verified, pending, invalid]
+    out += [
+        draw(verified, [entropy.id], NOW - 80_000),
+        draw(verified, [entropy.id], NOW - 70_000),
+        draw(pending, sorted([entropy.id, never]), NOW - 80_000),
+        draw(invalid, [entropy.id], NOW - 80_000, secret=bytes(32)),
+    ]
     return out
 
 
@@ -198,6 +238,29 @@ def test_m004_builds_from_messages_already_stored() -> None:
         db.close()
     assert snap == REFERENCE
     assert any(row[5] == "counted" for row in snap["signatures"])
+
+
+def test_m005_builds_from_messages_already_stored() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fora.db"
+        db = open_database(path)
+        ingest(db, [m.raw for m in SCENARIO], now_ms=NOW)
+        for table in ("panels", "draws"):
+            db.execute(f"DROP TABLE {table}")
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm005_panels'")
+        db.conn.commit()
+        db.close()
+        db = open_database(path)
+        snap = snapshot(db)
+        db.close()
+    assert snap == REFERENCE
+
+
+def test_the_panels_in_the_reference_are_not_trivial() -> None:
+    assert sorted(row[13] for row in REFERENCE["panels"]) == ["invalid", "pending", "verified"]
+    assert all(row[9] == "match" and row[10] == 4 for row in REFERENCE["panels"])
+    statuses = sorted(row[2] for row in REFERENCE["draws"])
+    assert statuses == ["invalid", "pending", "superseded", "verified"]
 
 
 def test_the_petition_in_the_reference_is_not_trivial() -> None:
