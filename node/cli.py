@@ -140,7 +140,19 @@ def cmd_key_new(args: argparse.Namespace) -> int:
     return 0
 
 
-_FLAG_FIELDS = ("title", "text", "problem", "solution", "lang", "scope", "choice", "reason")
+_FLAG_FIELDS = (
+    "title",
+    "text",
+    "problem",
+    "solution",
+    "lang",
+    "scope",
+    "choice",
+    "reason",
+    "intro",
+)
+#: Flags that name refs[0], by the kind of what they point at.
+_REF_FLAGS = ("topic", "target", "proposal", "petition", "survey", "panel")
 
 
 def parse_when(text: str) -> int:
@@ -166,6 +178,12 @@ def _fields_from_flags(args: argparse.Namespace) -> dict[str, Any]:
         fields["tags"] = args.tag
     if args.closes is not None:
         fields["closes"] = parse_when(args.closes)
+    if args.opens is not None:
+        fields["opens"] = parse_when(args.opens)
+    if args.goal is not None:
+        fields["goal"] = args.goal
+    if args.question:
+        fields["questions"] = [parse_question(q) for q in args.question]
     if args.edit_of is not None:
         fields["edit_of"] = args.edit_of
     schema = kinds.SCHEMAS.get(args.kind)
@@ -179,7 +197,53 @@ def _fields_from_flags(args: argparse.Namespace) -> dict[str, Any]:
             fields.setdefault("text", "")
         if args.kind in ("revoke",):
             fields.setdefault("reason", "")
+        if args.kind == "survey":
+            fields.setdefault("intro", "")
+            fields.setdefault("opens", now_ms())
     return fields
+
+
+def parse_question(text: str) -> dict[str, Any]:
+    """``--question``: 'text|scale|low,mid,high', 'text|choice|a,b' or 'text|text'."""
+    usage = (
+        f"--question {text!r}: use 'text|scale|low,mid,high', 'text|choice|a,b,c' or 'text|text'"
+    )
+    if text.endswith("|text") and len(text) > len("|text"):
+        return {"text": text[: -len("|text")], "type": "text", "options": []}
+    parts = text.rsplit("|", 2)
+    if len(parts) != 3 or parts[1] not in ("scale", "choice") or not parts[0]:
+        raise NodeError(usage)
+    options = [o.strip() for o in parts[2].split(",")]
+    if any(not o for o in options):
+        raise NodeError(f"{usage} (an option is empty)")
+    return {"text": parts[0], "type": parts[1], "options": options}
+
+
+def parse_answers(questions: list[dict[str, Any]], values: list[str]) -> list[Any]:
+    """``--answer`` values, one per question: an option's text (or its number, 1 for
+    the first) for scale and choice questions, the text for text questions, '-' to skip."""
+    if len(values) != len(questions):
+        raise NodeError(
+            f"answer would not be counted: {len(values)} --answer for {len(questions)} questions"
+        )
+    out: list[Any] = []
+    for i, (q, value) in enumerate(zip(questions, values, strict=True), start=1):
+        if value in ("", "-"):
+            out.append(None)
+        elif q.get("type") == "text":
+            out.append(value)
+        else:
+            options = [str(o) for o in q.get("options", [])]
+            if value in options:
+                out.append(options.index(value))
+            elif value.isdigit() and 1 <= int(value) <= len(options):
+                out.append(int(value) - 1)
+            else:
+                raise NodeError(
+                    f"answer would not be counted: question {i}: {value!r} is not one of"
+                    f" {', '.join(options)} (or 1..{len(options)})"
+                )
+    return out
 
 
 def _sign_and_store(
@@ -202,14 +266,191 @@ def _sign_and_store(
 
 
 def cmd_post(args: argparse.Namespace) -> int:
+    if not args.body and args.kind == "panel":
+        return _post_panel(args)
+    if not args.body and args.kind == "draw":
+        return _post_draw(args)
     fields = body_from_json(args.kind, args.body) if args.body else _fields_from_flags(args)
     refs = list(args.ref)
-    for flag in ("topic", "target", "proposal"):
+    for flag in _REF_FLAGS:
         value = getattr(args, flag)
         if value is not None:
             refs.insert(0, value)
+    if args.kind == "answer" and not args.body:
+        fields["answers"] = parse_answers(_survey_questions(args, refs), args.answer or [])
     message = _sign_and_store(args, args.kind, fields, refs)
     print(message.hex_id)
+    return 0
+
+
+def _survey_questions(args: argparse.Namespace, refs: list[bytes]) -> list[dict[str, Any]]:
+    if not refs:
+        raise NodeError("answer: name the survey with --survey ID")
+    _, db = _open_node(args.dir)
+    try:
+        row = db.execute("SELECT kind, fields FROM things WHERE id = ?", (refs[0],)).fetchone()
+    finally:
+        db.close()
+    if row is None or row[0] != "survey" or row[1] is None:
+        raise NodeError(f"answer: no survey {refs[0].hex()} is shown here")
+    questions = json.loads(row[1]).get("questions", [])
+    return list(questions) if isinstance(questions, list) else []
+
+
+def _signing_keys(args: argparse.Namespace, config: NodeConfig) -> tuple[Any, bytes]:
+    community_key = read_key(config.key_path)
+    key = read_key(args.key) if args.key else community_key
+    return key, signing.public_key_bytes(community_key)
+
+
+def _write_secret(path: Path, secret: bytes) -> None:
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _post_panel(args: argparse.Namespace) -> int:
+    """A panel: the roll from this node's view now, a fresh secret kept (0600) in
+    DIR/secrets/<panel id> until the draw."""
+    import secrets as secrets_module
+
+    from protocol import sortition
+    from storage.panels import eligible_keys
+
+    if args.name is None or args.seats is None:
+        raise NodeError("panel needs --name and --seats")
+    config, db = _open_node(args.dir)
+    try:
+        key, community = _signing_keys(args, config)
+        now = now_ms()
+        roll = eligible_keys(db.conn, community, now)
+        if not roll:
+            raise NodeError("panel would have no effect: no key holds a role here now")
+        if args.seats >= len(roll) and not args.force:
+            raise NodeError(
+                f"panel would select everyone: {args.seats} seats for {len(roll)} eligible"
+                " keys (--force to publish it anyway)"
+            )
+        secret = secrets_module.token_bytes(32)
+        fields = {
+            "name": args.name,
+            "seats": args.seats,
+            "roll": sortition.roll_hash(roll),
+            "commit": sortition.commit_of(secret),
+        }
+        refs = [args.topic] if args.topic is not None else []
+        if not args.force:
+            check_effect(db, signing.public_key_bytes(key), community, "panel", fields, refs, now)
+        folder = config.dir / "secrets"
+        pending = folder / f"pending-{fields['commit'].hex()}"
+        _write_secret(pending, secret)
+        try:
+            message = publish(db, key, community, "panel", fields, refs, ts=now)
+        except (NodeError, LocalProtocolError) as exc:
+            pending.unlink()
+            raise NodeError(str(exc)) from exc
+        os.replace(pending, folder / message.hex_id)
+    finally:
+        db.close()
+    print(message.hex_id)
+    print(
+        f"{len(roll)} eligible keys, {args.seats} seats; the secret is kept in"
+        f" {folder / message.hex_id} until: fora post {args.dir} draw --panel {message.hex_id}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+#: A draw refs its panel and up to this many entropy messages.
+_MAX_ENTROPY = 15
+
+
+def pick_entropy(db: Any, community: bytes, after: int, until: int) -> list[bytes]:
+    """The newest authorized message of each followed peer community with
+    ``after < ts <= until`` (the newest 15 communities' at most), ids ascending."""
+    newest: list[tuple[int, bytes]] = []
+    for (peer,) in db.execute("SELECT community FROM follows WHERE community != ?", (community,)):
+        row = db.execute(
+            "SELECT m.ts, m.id FROM messages m JOIN message_auth a ON a.id = m.id"
+            " WHERE m.community = ? AND a.authorized = 1 AND m.ts > ? AND m.ts <= ?"
+            " ORDER BY m.ts DESC, m.id DESC LIMIT 1",
+            (peer, after, until),
+        ).fetchone()
+        if row is not None:
+            newest.append((row[0], row[1]))
+    newest.sort(reverse=True)
+    return sorted(message_id for _, message_id in newest[:_MAX_ENTROPY])
+
+
+def _post_draw(args: argparse.Namespace) -> int:
+    """The draw of a panel this node published: entropy picked from followed peers,
+    the secret revealed, the selection computed (protocol.sortition)."""
+    from protocol import sortition
+    from storage import forum
+    from storage.panels import eligible_keys
+
+    if args.panel is None:
+        raise NodeError("draw needs --panel ID")
+    config, db = _open_node(args.dir)
+    try:
+        key, community = _signing_keys(args, config)
+        page = forum.panel_page(db, args.panel)
+        if page is None:
+            raise NodeError(f"draw: the panel {args.panel.hex()} is not held here")
+        p = page["panel"]
+        if p["community"] != community.hex():
+            raise NodeError("draw would have no effect: the panel is another community's")
+        if p["status"] != "visible":
+            raise NodeError(f"draw would have no effect: the panel is {p['status']}")
+        if page["draw"] is not None:
+            raise NodeError(
+                f"draw would have no effect: draw {page['draw']['id']} of this panel counts"
+                f" already ({page['draw']['status']})"
+            )
+        path = config.dir / "secrets" / args.panel.hex()
+        try:
+            secret = path.read_bytes()
+        except FileNotFoundError:
+            raise NodeError(
+                f"no secret for this panel in {path.parent} (only the node folder that"
+                " published the panel holds it)"
+            ) from None
+        if len(secret) != 32 or sortition.commit_of(secret).hex() != p["commit"]:
+            raise NodeError(f"{path} does not hold the secret of the panel's commit")
+        now = now_ms()
+        entropy = pick_entropy(db, community, p["ts"], now)
+        if not entropy:
+            raise NodeError(
+                "no message of a followed peer community published after the panel yet:"
+                " sync with a peer (fora sync), then draw"
+            )
+        roll = eligible_keys(db.conn, community, p["ts"])
+        if sortition.roll_hash(roll).hex() != p["roll"]:
+            raise NodeError(
+                f"the roll recounted here ({len(roll)} keys at the panel's ts) differs from"
+                " the panel's committed roll: the draw would not verify"
+            )
+        selection = sortition.draw(roll, secret, entropy, int(p["seats"]))
+        fields = {"secret": secret, "selected": list(selection.selected)}
+        refs = [args.panel, *entropy]
+        if not args.force:
+            check_effect(db, signing.public_key_bytes(key), community, "draw", fields, refs, now)
+        try:
+            message = publish(db, key, community, "draw", fields, refs, ts=now)
+        except LocalProtocolError as exc:
+            raise NodeError(str(exc)) from exc
+        path.unlink()
+    finally:
+        db.close()
+    print(message.hex_id)
+    print(
+        f"selected {len(selection.selected)} of {len(roll)} with {len(entropy)} entropy"
+        f" messages; seed {selection.seed.hex()}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -251,7 +492,20 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, ensure_ascii=False))
         return 0
     print(f"{data['kind']} {data['id']} by {data['author']} at {_when(data['ts'])}")
-    for key in ("status", "not_counted", "note", "tally_status", "counts", "ballot", "tally"):
+    for key in (
+        "status",
+        "not_counted",
+        "note",
+        "tally_status",
+        "counts",
+        "ballot",
+        "tally",
+        "signature",
+        "answer",
+        "commit_check",
+        "draw",
+        "selected",
+    ):
         if key in data:
             print(f"  {key}: {json.dumps(data[key], ensure_ascii=False)}")
     return 0
@@ -675,13 +929,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body", help="the whole body as JSON; bin fields as hex")
     p.add_argument("--ref", action="append", type=_hex_id, default=[], help="an id this refers to")
     p.add_argument("--key", help="sign with this key file instead of the community key")
-    for flag in ("topic", "proposal", "target"):
+    for flag in _REF_FLAGS:
         p.add_argument(f"--{flag}", type=_hex_id, help=f"the {flag} this refers to (refs[0])")
     p.add_argument("--edit-of", type=_hex_id, help="id of the first version this edit replaces")
     for name in _FLAG_FIELDS:
         p.add_argument(f"--{name}", help=f"the body's {name}")
     p.add_argument("--tag", action="append", help="a topic tag (repeat for more)")
     p.add_argument("--closes", help="close time: 2027-03-01 (UTC) or an ISO 8601 time")
+    p.add_argument("--opens", help="survey: open time (default: now)")
+    p.add_argument("--goal", type=int, help="petition: signatures wanted")
+    p.add_argument(
+        "--question",
+        action="append",
+        help="survey question (repeat): 'text|scale|low,mid,high', 'text|choice|a,b' or"
+        " 'text|text'",
+    )
+    p.add_argument(
+        "--answer",
+        action="append",
+        help="answer (repeat, one per question, in order): an option's text or number"
+        " (1 = first), the text, or - to skip",
+    )
+    p.add_argument("--name", help="panel: its name")
+    p.add_argument("--seats", type=int, help="panel: how many keys the draw selects")
     p.add_argument(
         "--force", action="store_true", help="sign even if the message would have no effect"
     )

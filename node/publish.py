@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,14 @@ from protocol.messages import Message, create_message
 from storage.database import open_database
 from storage.messages import store_checked
 from storage.roles import ADMIN_ROLES, MODERATOR_ROLES, RoleCache, authorize
+from storage.views import answers_mismatch
 
 from .clock import now_ms
 from .folder import CONFIG_NAME, NodeConfig, NodeError, write_config, write_key
 
 __all__ = ["check_effect", "init_node", "publish"]
+
+_TARGET_KIND = {"sign": "petition", "answer": "survey", "draw": "panel"}
 
 
 def publish(
@@ -101,9 +105,10 @@ def check_effect(
 ) -> None:
     """Refuse (``NodeError``) a message that would be valid but have no effect.
 
-    A vote by a non-member, a vote on a closed proposal, a second ``sign``, a ``hide``
-    by a non-moderator, a ``tally`` by a plain member … are accepted from peers and
-    shown as "not counted"; the local user is told before signing instead.
+    A vote by a non-member, a vote on a closed proposal, a second ``sign`` or one after
+    the close, an answer that does not fit its survey, a ``hide`` by a non-moderator, a
+    ``tally`` by a plain member … are accepted from peers and shown as "not counted";
+    the local user is told before signing instead.
     """
     cache = RoleCache(db.conn)
     target = refs[0] if refs else None
@@ -138,6 +143,12 @@ def check_effect(
                 raise NodeError("tally would not be counted: the proposal is still open")
             if kind == "tally" and community != t_community:
                 raise NodeError("tally would not be counted: the proposal is another community's")
+    if kind in ("sign", "answer", "draw") and target is not None:
+        _check_target(db, kind, community, fields, target, ts)
+    if kind in ("petition", "survey") and "edit_of" not in fields:
+        closes = fields.get("closes")
+        if isinstance(closes, int) and closes <= ts:
+            raise NodeError(f"{kind} would have no effect: it would be closed already")
     if kind == "sign" and target is not None:
         again = db.execute(
             "SELECT 1 FROM message_refs r JOIN messages m ON m.id = r.id WHERE r.ref = ?"
@@ -154,3 +165,40 @@ def check_effect(
     if not verdict.authorized and kind not in ("hide", "unhide"):
         why = verdict.reason.replace("author", "you are").replace(" at ts", " now")
         raise NodeError(f"{kind} would not be counted: {why}")
+
+
+def _check_target(
+    db: Database,
+    kind: str,
+    community: bytes,
+    fields: dict[str, Any],
+    target: bytes,
+    ts: int,
+) -> None:
+    """A sign, answer or draw whose petition, survey or panel would not take it."""
+    want = _TARGET_KIND[kind]
+    row = db.execute(
+        "SELECT m.kind, t.status, t.community, t.closes, t.fields FROM messages m"
+        " LEFT JOIN things t ON t.id = m.id WHERE m.id = ?",
+        (target,),
+    ).fetchone()
+    if row is None:
+        raise NodeError(f"{kind}: the {want} {target.hex()} is not held here")
+    t_kind, status, t_community, closes, body = row
+    if t_kind != want:
+        raise NodeError(f"{kind}: the target is a {t_kind}, not a {want}")
+    if kind == "draw":
+        return  # checked against the panel by the draw command itself
+    if status is None or status not in ("visible", "hidden") or body is None:
+        raise NodeError(f"{kind} would not be counted: the {want} is {status or 'not shown'}")
+    if closes is not None and ts >= closes:
+        raise NodeError(f"{kind} would not be counted: the {want} is closed")
+    if kind == "answer":
+        survey = json.loads(body)
+        if ts < int(survey.get("opens", 0)):
+            raise NodeError("answer would not be counted: the survey is not open yet")
+        if community != t_community:
+            raise NodeError("answer would not be counted: the survey is another community's")
+        why = answers_mismatch(survey.get("questions", []), fields.get("answers"))
+        if why:
+            raise NodeError(f"answer would not be counted: {why}")
