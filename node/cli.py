@@ -492,6 +492,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, ensure_ascii=False))
         return 0
     print(f"{data['kind']} {data['id']} by {data['author']} at {_when(data['ts'])}")
+    if "panel" in data:
+        p = data["panel"]
+        print(f"  panel: {p['name']!r}, {p['seats']} seats, draw {p['draw_status']}")
+        print(f"  roll_check: {p['roll_check']} ({p['eligible']} eligible here at the panel's ts)")
     for key in (
         "status",
         "not_counted",

@@ -208,7 +208,7 @@ def _judge_draw(
     selection = sortition.draw(roll, secret, entropy_ids, int(panel_fields["seats"]))
     here = [k.hex() for k in selection.selected]
     if here == theirs:
-        return "verified", {"seed": selection.seed.hex(), "selected": len(here)}
+        return "verified", {"seed": selection.seed.hex(), "selected_count": len(here)}
     return "mismatch", {
         "roll_differs": False,
         "seed": selection.seed.hex(),

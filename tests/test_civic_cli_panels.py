@@ -94,6 +94,12 @@ def test_panel_and_draw_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFi
     again = sortition.draw(roll, secret, [bytes.fromhex(peer_topic)], 2)
     assert [k.hex() for k in again.selected] == shown_draw["fields"]["selected"]
     assert data["selected"] == shown_draw["fields"]["selected"]
+    # The peer node re-runs the draw from the messages alone.
+    home_export = tmp_path / "home.bin"
+    assert run(capsys, "export", home, "-o", str(home_export))[0] == 0
+    assert run(capsys, "ingest", peer, str(home_export))[0] == 0
+    there = json.loads(run(capsys, "show", peer, panel, "--json")[1])
+    assert there["draw"]["status"] == "verified" and there["panel"]["eligible"] == 5
     # A second draw is refused; so is a draw of an unknown panel.
     code, _, err = run(capsys, "post", home, "draw", "--panel", panel)
     assert code == 1 and "counts already (verified)" in err
