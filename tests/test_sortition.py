@@ -110,3 +110,13 @@ def test_entropy_rules() -> None:
     for needle, (entropy, known) in cases.items():
         problems, _ = entropy_problems(HOME, 100, 200, entropy, known)
         assert any(needle in p for p in problems), (needle, problems)
+
+
+def test_the_protocol_doc_prints_the_first_vector() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
+    start = doc.index("<!-- sortition-vector:start -->\n```json\n") + len(
+        "<!-- sortition-vector:start -->\n```json\n"
+    )
+    end = doc.index("\n```\n<!-- sortition-vector:end -->")
+    first = {k: v for k, v in VECTORS["cases"][0].items() if k != "ranks"}
+    assert doc[start:end] == json.dumps(first, indent=1)
