@@ -151,7 +151,7 @@ def _panel_state(row: tuple[Any, ...] | None) -> tuple[str, str]:
     if erased:
         return "erased", "erased"
     if not has_body or fields is None:
-        return "skeleton", "body not held"
+        return "skeleton", "the panel's body is not held here"
     return "visible", ""
 
 
@@ -180,8 +180,10 @@ def _judge_draw(
     """(status, detail) of the draw that counts for a visible panel."""
     _id, _c, _a, ts, refs, has_body, _auth, _reason, body, erased = draw
     fields = _fields(body)
-    if erased or not has_body or fields is None:
-        return "erased", {"why": "the draw was erased (or its body is not held)"}
+    if erased:
+        return "erased", {"why": "the draw was erased"}
+    if not has_body or fields is None:
+        return "pending", {"why": "the draw's body is not held here"}
     problems: list[str] = []
     if ts <= panel_ts:
         problems.append("the draw is not after the panel")
@@ -259,8 +261,10 @@ def _panel(conn: sqlite3.Connection, panel: bytes) -> None:
                 conn, held[2], held[0], fields, roll, roll_check == "match", counted
             )
     elif counted is not None:
-        draw_status = "pending" if held is None else "invalid"
-        detail = {"why": why} if held is None else {"problems": [f"panel {status}: {why}"]}
+        if held is None or status == "skeleton":
+            draw_status, detail = "pending", {"why": why}
+        else:
+            draw_status, detail = "invalid", {"problems": [f"panel {status}: {why}"]}
     conn.executemany(
         "INSERT INTO draws (draw_id, panel, status, detail) VALUES (?, ?, ?, ?)",
         [

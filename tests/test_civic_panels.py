@@ -230,3 +230,23 @@ def test_panels_under_a_topic(tmp_path: Path) -> None:
     shown = forum.show(db, panel.id)
     assert shown is not None and shown["panel"]["draw_status"] == "verified"
     assert json.dumps(shown)  # JSON-ready
+
+
+def test_skeletons_are_pending_until_their_bodies_come(tmp_path: Path) -> None:
+    w = World()
+    db = fresh(tmp_path)
+    panel = w.panel()
+    draw = w.draw(panel)
+    put(db, *w.grants, w.entropy, panel.skeleton(), draw.skeleton())
+    got = page(db, panel)
+    assert got["panel"]["status"] == "skeleton" and got["draw"]["status"] == "pending"
+    put(db, panel)
+    assert page(db, panel)["draw"]["status"] == "pending"
+    assert page(db, panel)["draw"]["why"] == "the draw's body is not held here"
+    put(db, draw)
+    assert page(db, panel)["draw"]["status"] == "verified"
+    # An entropy message held as a skeleton is enough: only its id, community and ts
+    # are used.
+    db2 = fresh(tmp_path, "two.db")
+    put(db2, *w.grants, w.entropy.skeleton(), panel, draw)
+    assert page(db2, panel)["draw"]["status"] == "verified"
