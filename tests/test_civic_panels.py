@@ -250,3 +250,22 @@ def test_skeletons_are_pending_until_their_bodies_come(tmp_path: Path) -> None:
     db2 = fresh(tmp_path, "two.db")
     put(db2, *w.grants, w.entropy.skeleton(), panel, draw)
     assert page(db2, panel)["draw"]["status"] == "verified"
+
+
+def test_an_entropy_author_whose_grant_arrives_late(tmp_path: Path) -> None:
+    w = World()
+    db = fresh(tmp_path)
+    resident = seeded_key(50)
+    entropy = w.p.topic("By a peer resident", key=resident, ts=ENTROPY_TS)
+    panel = w.panel()
+    draw = w.draw(panel, entropy=[entropy.id])
+    put(db, *w.grants, entropy, panel, draw)
+    d = page(db, panel)["draw"]
+    assert d["status"] == "invalid"
+    assert d["problems"] == [
+        f"entropy {entropy.hex_id[:16]}: its author holds no role in its community at ts"
+    ]
+    put(db, w.p.grant(resident, ts=ENTROPY_TS - 1))
+    assert page(db, panel)["draw"]["status"] == "verified"
+    assert [p["id"] for p in forum.panels(db, w.h.community)] == [panel.hex_id]
+    assert forum.panels(db, w.p.community) == []
