@@ -248,3 +248,44 @@ def test_petition_sign_survey_answer_flags(
     assert code == 0
     code, _, err = run(capsys, "post", node, "answer", "--survey", later, "--answer", "x")
     assert code == 1 and err == "Error: answer would not be counted: the survey is not open yet\n"
+
+
+def test_draw_refuses_a_changed_roll_or_a_lost_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from node.folder import read_key
+    from protocol.messages import create_message
+    from storage.messages import ingest
+
+    home, _ = node_with_members(tmp_path, capsys, "home", 3)
+    peer, _ = node_with_members(tmp_path, capsys, "peer", 0)
+    _, panel, _ = run(capsys, "post", home, "panel", "--name", "P", "--seats", "1")
+    run(capsys, "post", peer, "topic", "--title", "Peer news")
+    run(capsys, "export", peer, "-o", str(tmp_path / "peer.bin"))
+    run(capsys, "ingest", home, str(tmp_path / "peer.bin"))
+    run(capsys, "follow", home, run(capsys, "id", peer)[1])
+    data = json.loads(run(capsys, "show", home, panel, "--json")[1])
+    # A grant dated before the panel arrives (as a sync could bring it): the roll
+    # recounted at the panel's ts no longer matches, so the draw would not verify.
+    key = read_key(tmp_path / "home" / "community.key")
+    community = bytes.fromhex(run(capsys, "id", home)[1])
+    late = create_message(
+        key,
+        kind="grant",
+        community=community,
+        ts=data["ts"] - 1,
+        fields={"member": bytes(range(32)), "role": "member"},
+    )
+    db = open_database(tmp_path / "home" / "fora.db")
+    try:
+        (result,) = ingest(db, [late.raw], now_ms=data["ts"] + 60_000)
+        assert result.result.accepted
+    finally:
+        db.close()
+    code, _, err = run(capsys, "post", home, "draw", "--panel", panel)
+    assert code == 1 and "the roll recounted here (4 keys at the panel's ts) differs" in err
+    assert (tmp_path / "home" / "secrets" / panel).exists()  # kept for a later try
+    # Without the secret file: a clear error.
+    (tmp_path / "home" / "secrets" / panel).unlink()
+    code, _, err = run(capsys, "post", home, "draw", "--panel", panel)
+    assert code == 1 and err.startswith("Error: no secret for this panel in ")
