@@ -375,9 +375,9 @@ def pick_entropy(db: Any, community: bytes, after: int, until: int) -> list[byte
     for (peer,) in db.execute("SELECT community FROM follows WHERE community != ?", (community,)):
         row = db.execute(
             "SELECT m.ts, m.id FROM messages m JOIN message_auth a ON a.id = m.id"
-            " WHERE m.community = ? AND a.authorized = 1 AND m.ts > ? AND m.ts <= ?"
-            " ORDER BY m.ts DESC, m.id DESC LIMIT 1",
-            (peer, after, until),
+            " WHERE m.community = ? AND m.sec BETWEEN ? AND ? AND a.authorized = 1"
+            " AND m.ts > ? AND m.ts <= ? ORDER BY m.sec DESC, m.ts DESC, m.id DESC LIMIT 1",
+            (peer, after // 1000, until // 1000, after, until),
         ).fetchone()
         if row is not None:
             newest.append((row[0], row[1]))
