@@ -76,11 +76,12 @@ def _concerned(conn: sqlite3.Connection, touched: Touched) -> set[bytes]:
             chunk,
         ):
             panels.add(message_id if kind == "panel" else refs[:32])
-    # Draws that name a touched message as entropy.
+    # Draws that name a touched message as their panel (which may turn out to be
+    # something else) or as entropy.
     for chunk in _chunks(sorted(touched.ids)):
         for (refs,) in conn.execute(
             "SELECT DISTINCT m.refs FROM message_refs r JOIN messages m ON m.id = r.id"  # noqa: S608
-            f" WHERE r.ref IN ({_marks(chunk)}) AND r.position > 0 AND m.kind = 'draw'",
+            f" WHERE r.ref IN ({_marks(chunk)}) AND m.kind = 'draw'",
             chunk,
         ):
             panels.add(refs[:32])
@@ -224,6 +225,10 @@ def _judge_draw(
 def _panel(conn: sqlite3.Connection, panel: bytes) -> None:
     held = _held(conn, panel)
     status, why = _panel_state(held)
+    kind = conn.execute("SELECT kind FROM messages WHERE id = ?", (panel,)).fetchone()
+    if kind is not None and kind[0] != "panel":
+        # A draw that names something else as its panel: no panel row, draws invalid.
+        held, status, why = None, "invalid", f"refs[0] is a {kind[0]}, not a panel"
     draws = [
         (row[0], *_row)
         for row in conn.execute(
@@ -261,7 +266,9 @@ def _panel(conn: sqlite3.Connection, panel: bytes) -> None:
                 conn, held[2], held[0], fields, roll, roll_check == "match", counted
             )
     elif counted is not None:
-        if held is None or status == "skeleton":
+        if status == "invalid":
+            draw_status, detail = "invalid", {"problems": [why]}
+        elif held is None or status == "skeleton":
             draw_status, detail = "pending", {"why": why}
         else:
             draw_status, detail = "invalid", {"problems": [f"panel {status}: {why}"]}

@@ -176,6 +176,7 @@ def _scenario() -> list[Message]:
         draw(verified, [entropy.id], NOW - 70_000),
         draw(pending, sorted([entropy.id, never]), NOW - 80_000),
         draw(invalid, [entropy.id], NOW - 80_000, secret=bytes(32)),
+        draw(topic, [entropy.id], NOW - 80_000),  # not a panel
     ]
     return out
 
@@ -260,7 +261,7 @@ def test_the_panels_in_the_reference_are_not_trivial() -> None:
     assert sorted(row[13] for row in REFERENCE["panels"]) == ["invalid", "pending", "verified"]
     assert all(row[9] == "match" and row[10] == 4 for row in REFERENCE["panels"])
     statuses = sorted(row[2] for row in REFERENCE["draws"])
-    assert statuses == ["invalid", "pending", "superseded", "verified"]
+    assert statuses == ["invalid", "invalid", "pending", "superseded", "verified"]
 
 
 def test_the_petition_in_the_reference_is_not_trivial() -> None:

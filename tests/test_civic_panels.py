@@ -269,3 +269,24 @@ def test_an_entropy_author_whose_grant_arrives_late(tmp_path: Path) -> None:
     assert page(db, panel)["draw"]["status"] == "verified"
     assert [p["id"] for p in forum.panels(db, w.h.community)] == [panel.hex_id]
     assert forum.panels(db, w.p.community) == []
+
+
+def test_a_draw_of_something_that_is_not_a_panel(tmp_path: Path) -> None:
+    w = World()
+    db = fresh(tmp_path)
+    topic = w.h.topic("Not a panel", key=w.members[0])
+    draw = w.draw(topic)
+    put(db, *w.grants, w.entropy, topic, draw)
+    assert forum.panel_page(db, topic.id) is None
+    shown = forum.show(db, draw.id)
+    assert shown is not None and shown["draw"]["status"] == "invalid"
+    assert shown["draw"]["problems"] == ["refs[0] is a topic, not a panel"]
+    assert db.execute("SELECT count(*) FROM panels").fetchone()[0] == 0
+    # The same when the topic arrives after the draw.
+    db2 = fresh(tmp_path, "two.db")
+    put(db2, *w.grants, w.entropy, draw)
+    shown = forum.show(db2, draw.id)
+    assert shown is not None and shown["draw"]["status"] == "pending"
+    put(db2, topic)
+    shown = forum.show(db2, draw.id)
+    assert shown is not None and shown["draw"]["problems"] == ["refs[0] is a topic, not a panel"]
