@@ -36,6 +36,7 @@ DEFAULT_PORT = 8470
 CONFIG_NAME = "config.toml"
 KEY_NAME = "community.key"
 DB_NAME = "fora.db"
+SECRETS_NAME = "secrets"  # panel secrets until their draw (fora post … panel)
 
 
 class NodeError(Exception):
@@ -148,8 +149,9 @@ def backup_node(config: NodeConfig, dest: Path) -> int:
     """A consistent copy of a node folder, safe while the node runs.
 
     The database goes through SQLite's online backup (a snapshot of one moment, WAL
-    included); the config and the community key (mode 0600) are copied beside it.
-    Returns the number of database pages copied. ``dest`` must not exist yet.
+    included); the config, the community key and the panel secrets not yet revealed by
+    a draw (``secrets/``, all mode 0600) are copied beside it. Returns the number of
+    database pages copied. ``dest`` must not exist yet.
     """
     import shutil
     import sqlite3
@@ -170,4 +172,14 @@ def backup_node(config: NodeConfig, dest: Path) -> int:
         source.close()
     shutil.copyfile(config.config_path, dest / CONFIG_NAME)
     write_key(dest / KEY_NAME, read_key(config.key_path))
+    secrets_dir = config.dir / SECRETS_NAME
+    if secrets_dir.is_dir():
+        target_dir = dest / SECRETS_NAME
+        target_dir.mkdir(mode=0o700)
+        for path in sorted(secrets_dir.iterdir()):
+            if path.is_file() and not path.name.startswith("pending-"):
+                data = path.read_bytes()
+                fd = os.open(target_dir / path.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
     return pages

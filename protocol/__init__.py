@@ -5,6 +5,7 @@
 - :mod:`protocol.messages` — the signed message: build, encode, decode, check
 - :mod:`protocol.kinds` — the body schema of every kind
 - :mod:`protocol.reconcile` — Negentropy v1 range-based set reconciliation
+- :mod:`protocol.sortition` — panels drawn by lot: roll, commit, seed, selection
 - :mod:`protocol.errors` — whose fault it is, and one code per rejection reason
 """
 

@@ -284,6 +284,10 @@ def test_backup_while_writing(
         db.close()
         done.set()
 
+    # A panel secret waiting for its draw goes with the backup; a half-written one does not.
+    (node / "secrets").mkdir(mode=0o700)
+    (node / "secrets" / "ab").write_bytes(b"s" * 32)
+    (node / "secrets" / "pending-cd").write_bytes(b"p" * 32)
     thread = threading.Thread(target=writer)
     thread.start()
     dest = tmp_path / "backup"
@@ -292,6 +296,9 @@ def test_backup_while_writing(
     assert code == 0, err
     assert "backed up" in out
     assert (dest / "community.key").stat().st_mode & 0o777 == 0o600
+    assert (dest / "secrets" / "ab").read_bytes() == b"s" * 32
+    assert (dest / "secrets" / "ab").stat().st_mode & 0o777 == 0o600
+    assert not (dest / "secrets" / "pending-cd").exists()
     assert run(capsys, "verify", str(dest))[0] == 0
     assert run(capsys, "id", str(dest))[1] == run(capsys, "id", str(node))[1]
     # The copy is a snapshot: some prefix of what the writer wrote, never a torn state.
