@@ -303,7 +303,16 @@ class Proc:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [*FORA, "serve", str(self.dir), "--port", str(self.port), "--interval", "0.5"],
+            [
+                *FORA,
+                "serve",
+                str(self.dir),
+                "--port",
+                str(self.port),
+                "--interval",
+                "0.5",
+                "--no-mdns",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
