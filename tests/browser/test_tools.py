@@ -279,10 +279,15 @@ async def test_tab_order_lists_focusable_elements(page: Page, site: str) -> None
 
 async def test_activate_by_keyboard(page: Page, site: str) -> None:
     await page.goto(site + "/clean")
+    assert await tab_to(page, page.locator("#toggle")) == 6
     await activate_by_keyboard(page, page.locator("#toggle"))
     assert await page.locator("#status").inner_text() == "pressed 1"
     await activate_by_keyboard(page, page.locator("#toggle"), key="Space")
     assert await page.locator("#status").inner_text() == "pressed 2"
+    # Tab order is listed from the top again, whatever had focus before.
+    await page.locator("#q").click()
+    assert len(await tab_order(page)) == 6
+    assert await page.locator("body").get_attribute("tabindex") is None
 
 
 async def test_keyboard_follows_a_link(page: Page, site: str) -> None:

@@ -193,11 +193,19 @@ _DESCRIBE_FOCUS = """() => {
 
 
 async def _reset_focus(page: Page) -> None:
+    """Put the focus navigation starting point at the top of the document: focus the
+    body (made focusable for the walk, never a Tab stop), so the next Tab goes to the
+    first element in tab order whatever was focused or clicked before."""
     await page.evaluate(
         """() => {
         window.__foraTabSeen = [];
-        if (document.activeElement) document.activeElement.blur();
-        window.getSelection().removeAllRanges();
+        const body = document.body;
+        if (!body.hasAttribute("tabindex")) {
+            body.setAttribute("tabindex", "-1");
+            body.addEventListener("blur", () => body.removeAttribute("tabindex"), {once: true});
+        }
+        body.focus();
+        window.scrollTo(0, 0);
     }"""
     )
 
