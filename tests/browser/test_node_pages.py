@@ -5,7 +5,7 @@ from __future__ import annotations
 from playwright.async_api import Page
 
 from .conftest import LiveNode
-from .tools import axe_check, tab_order
+from .tools import axe_check, invisible_focus, tab_order
 
 
 async def test_home_page(page: Page, live_node: LiveNode) -> None:
@@ -16,3 +16,4 @@ async def test_home_page(page: Page, live_node: LiveNode) -> None:
     assert await page.get_by_role("heading", level=1).count() == 1
     await axe_check(page)
     assert await tab_order(page), "nothing on the page takes keyboard focus"
+    assert await invisible_focus(page) == []

@@ -19,6 +19,7 @@ from .tools import (
     activate_by_keyboard,
     axe_check,
     axe_violations,
+    invisible_focus,
     serve,
     tab_order,
     tab_to,
@@ -82,6 +83,11 @@ BROKEN = {
         "<main><h1>Logs</h1></main><script src=/static/log-error.js></script>"
     ),
     "/page-error": html_page("<main><h1>Throws</h1></main><script src=/static/throw.js></script>"),
+    "/no-focus-ring": html_page(
+        "<main><h1>Rings</h1><p><a href=/clean>Plain link</a> <a href=/other>Other</a>"
+        " <button type=button>Styled</button></p></main>",
+        head="<link rel=stylesheet href=/static/no-ring.css>",
+    ),
     "/missing-script": html_page(
         "<main><h1>Missing</h1></main><script src=/static/nowhere.js></script>"
     ),
@@ -90,6 +96,11 @@ BROKEN = {
 STATIC = {
     "page.js": PAGE_JS,
     "faint.css": ".faint { color: #c8c8c8; background: #ffffff; }",
+    "no-ring.css": (
+        "a:focus { outline: none; }"
+        " button:focus { outline: none; }"
+        " button:focus-visible { box-shadow: 0 0 0 3px #1a4f8b; }"
+    ),
     "log-error.js": 'console.error("boom: something went wrong");',
     "throw.js": 'throw new TypeError("kaboom is not a function");',
 }
@@ -302,3 +313,10 @@ async def test_mouse_only_control_is_caught(page: Page, site: str) -> None:
         await tab_to(page, page.locator("#clickable-div"), limit=20)
     await page.locator("#clickable-div").click()  # a mouse reaches it
     assert await page.locator("#status").inner_text() == "div clicked"
+
+
+async def test_focus_indicator_is_checked(page: Page, site: str) -> None:
+    await page.goto(site + "/clean")
+    assert await invisible_focus(page) == []  # the browser's own focus ring
+    await page.goto(site + "/no-focus-ring")
+    assert await invisible_focus(page) == ['a "Plain link" -> /clean', 'a "Other" -> /other']

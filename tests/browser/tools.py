@@ -250,3 +250,48 @@ async def activate_by_keyboard(page: Page, target: Locator, key: str = "Enter") 
     and checkboxes) on it, as a keyboard-only user would."""
     await tab_to(page, target)
     await page.keyboard.press(key)
+
+
+_FOCUS_BOX = """() => {
+    const r = document.activeElement.getBoundingClientRect();
+    return {x: r.x, y: r.y, width: r.width, height: r.height};
+}"""
+
+
+async def invisible_focus(page: Page, limit: int = 200, pad: int = 4) -> list[str]:
+    """The elements in tab order that look the same focused and not (WCAG 2.4.7).
+
+    Tab to each element, photograph it with ``pad`` pixels around (outlines are drawn
+    outside the box), blur it, photograph again, focus it back and go on; identical
+    pictures mean no visible focus indicator. Playwright hides the text caret in
+    screenshots, so a text field needs a real indicator too.
+    """
+    await _reset_focus(page)
+    missing: list[str] = []
+    seen = 0
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate(_DESCRIBE_FOCUS)
+        if focused is None:
+            if seen:
+                return missing
+            continue
+        if focused["again"]:
+            return missing
+        seen += 1
+        box = await page.evaluate(_FOCUS_BOX)
+        clip = {
+            "x": max(0.0, box["x"] - pad),
+            "y": max(0.0, box["y"] - pad),
+            "width": box["width"] + 2 * pad,
+            "height": box["height"] + 2 * pad,
+        }
+        focused_shot = await page.screenshot(clip=clip, animations="disabled")
+        await page.evaluate(
+            "() => { window.__foraFocus = document.activeElement; document.activeElement.blur(); }"
+        )
+        blurred_shot = await page.screenshot(clip=clip, animations="disabled")
+        await page.evaluate("() => window.__foraFocus.focus()")
+        if focused_shot == blurred_shot:
+            missing.append(focused["text"])
+    raise AssertionError(f"Tab did not cycle within {limit} presses")
