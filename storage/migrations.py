@@ -273,3 +273,32 @@ def m005_panels(db: Database) -> None:
         )
     }
     refresh(conn, Touched(panels=panels))
+
+
+@migrations()
+def m007_accounts(db: Database) -> None:
+    # Resident accounts of the web view (storage/accounts.py): local to this node, never
+    # synced. name_key is the name as compared (NFKC, case, look-alikes folded); the
+    # password record holds the scrypt parameters and salt (web/keys.py), sealed_key
+    # the resident's Ed25519 key encrypted under a key derived from the password.
+    conn = db.conn
+    schema = """
+        CREATE TABLE accounts (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL UNIQUE,
+            display_name TEXT NOT NULL,
+            password TEXT NOT NULL,
+            sealed_key BLOB NOT NULL,
+            public_key BLOB NOT NULL UNIQUE,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected')),
+            created INTEGER NOT NULL,
+            decided_at INTEGER,
+            decided_by BLOB,
+            grant_id BLOB
+        ) STRICT;
+        CREATE INDEX accounts_status ON accounts (status, created);
+        """
+    for statement in schema.split(";"):
+        if statement.strip():
+            conn.execute(statement)
