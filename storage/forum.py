@@ -8,21 +8,28 @@ in lists, counts or search; :func:`show` explains any one message, visible or no
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from sqlite_utils import Database
 
+from .database import select_in
 from .views import ballots_hash
 
 __all__ = [
+    "closing_soon",
+    "community_names",
     "community_profile",
+    "federation_topics",
     "infokit",
     "meeting_page",
     "meetings",
     "member_activity",
     "moderation_log",
+    "newest_stories",
     "petition_page",
     "proposal_page",
     "report_queue",
@@ -110,12 +117,20 @@ def topics(
     community: bytes,
     *,
     tag: str | None = None,
+    scope: str | None = None,
     limit: int = 50,
     before: int | None = None,
 ) -> list[dict[str, Any]]:
-    """A community's visible topics, newest first (optionally with a tag)."""
+    """A community's visible topics, newest first (optionally with a tag, a scope or
+    both; a scope alone walks the ``things_scope`` index)."""
     before = (1 << 63) - 1 if before is None else before
-    if tag is None:
+    if tag is None and scope is not None:
+        rows = db.execute(
+            f"SELECT {_THING_COLUMNS} FROM things WHERE community = ? AND kind = 'topic'"  # noqa: S608
+            " AND scope = ? AND status = 'visible' AND ts < ? ORDER BY ts DESC LIMIT ?",
+            (community, scope, before, limit),
+        ).fetchall()
+    elif tag is None:
         rows = db.execute(
             f"SELECT {_THING_COLUMNS} FROM things WHERE community = ? AND kind = 'topic'"  # noqa: S608
             " AND status = 'visible' AND ts < ? ORDER BY ts DESC LIMIT ?",
@@ -126,10 +141,71 @@ def topics(
             f"SELECT {', '.join('t.' + c.strip() for c in _THING_COLUMNS.split(','))}"  # noqa: S608
             " FROM topic_tags g JOIN things t ON t.id = g.topic WHERE g.tag = ?"
             " AND t.community = ? AND t.kind = 'topic' AND t.status = 'visible' AND t.ts < ?"
-            " ORDER BY t.ts DESC LIMIT ?",
-            (tag.casefold(), community, before, limit),
+            " AND (? IS NULL OR t.scope = ?) ORDER BY t.ts DESC LIMIT ?",
+            (tag.casefold(), community, before, scope, scope, limit),
         ).fetchall()
     return [_thing(r) for r in rows]
+
+
+def newest_stories(db: Database, community: bytes, *, limit: int = 10) -> list[dict[str, Any]]:
+    """A community's visible stories, newest first (the ``things_list`` index)."""
+    return [
+        _thing(r)
+        for r in db.execute(
+            f"SELECT {_THING_COLUMNS} FROM things WHERE community = ? AND kind = 'story'"  # noqa: S608
+            " AND status = 'visible' ORDER BY ts DESC LIMIT ?",
+            (community, limit),
+        )
+    ]
+
+
+def closing_soon(
+    db: Database, community: bytes, *, now_ms: int, limit: int = 10
+) -> list[dict[str, Any]]:
+    """A community's open proposals (``closes`` after ``now_ms``), the first to close
+    first, with their live counts (the ``things_closes`` index)."""
+    out = [
+        _thing(r)
+        for r in db.execute(
+            f"SELECT {_THING_COLUMNS} FROM things WHERE community = ? AND kind = 'proposal'"  # noqa: S608
+            " AND status = 'visible' AND closes > ? ORDER BY closes, id LIMIT ?",
+            (community, now_ms, limit),
+        )
+    ]
+    for p in out:
+        p["counts"] = _counts(db, bytes.fromhex(p["id"]))
+    return out
+
+
+#: The scopes a topic is shown beyond its own community with.
+WIDE_SCOPES = ("regional", "national", "european")
+
+
+def federation_topics(
+    db: Database,
+    communities: Iterable[bytes],
+    *,
+    scopes: Iterable[str] = WIDE_SCOPES,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Visible topics of the given scopes from all ``communities``, newest first: one
+    indexed query per (community, scope), each stopping at ``limit``, merged."""
+    lists = [
+        topics(db, community, scope=scope, limit=limit)
+        for community in communities
+        for scope in scopes
+    ]
+    merged = heapq.merge(*lists, key=lambda t: (-t["ts"], t["id"]))
+    return list(merged)[:limit]
+
+
+def community_names(db: Database, communities: Iterable[bytes]) -> dict[str, str]:
+    """The newest profile name of each community held (hex id -> name)."""
+    sql = "SELECT community, fields FROM profiles WHERE community IN ({marks})"
+    return {
+        community.hex(): str(json.loads(fields).get("name", ""))
+        for community, fields in select_in(db, sql, sorted(set(communities)))
+    }
 
 
 def _children(db: Database, parent: bytes, kind: str, limit: int) -> list[dict[str, Any]]:

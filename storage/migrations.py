@@ -238,3 +238,17 @@ def m004_petitions_surveys(db: Database) -> None:
     from .derive import rebuild
 
     rebuild(conn)
+
+
+@migrations()
+def m005_web_indexes(db: Database) -> None:
+    # The web view's home and federation pages: topics of one scope newest first, and a
+    # community's proposals by their close (the "closing soon" list).
+    db.conn.execute(
+        "CREATE INDEX things_scope ON things (community, kind, scope, status, ts)"
+        " WHERE scope IS NOT NULL"
+    )
+    db.conn.execute(
+        "CREATE INDEX things_closes ON things (community, kind, status, closes)"
+        " WHERE closes IS NOT NULL"
+    )
