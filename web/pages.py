@@ -10,12 +10,12 @@ from typing import Any
 from aiohttp import web
 from sqlite_utils import Database
 
-from node.appkeys import COMMUNITY_ID, STORE, TEMPLATES
+from node.appkeys import COMMUNITY_ID, STORE
 from node.clock import now_ms
 from storage import forum
 from storage import peers as peer_fns
 
-from . import feeds, i18n
+from . import feeds
 from .render import page, wants_json
 
 __all__ = ["ROUTES", "not_found"]
@@ -316,9 +316,7 @@ async def topic_feed(request: web.Request) -> web.Response:
 
 
 def not_found(request: web.Request) -> web.Response:
-    lang, _ = i18n.negotiate(request)
-    message = request.app[TEMPLATES].gettext(lang, "There is nothing at this address.")
-    return page(request, "404.html", {"error": "not_found", "message": message}, status=404)
+    return page(request, "404.html", {"error": "not_found", "path": request.path}, status=404)
 
 
 @web.middleware

@@ -61,7 +61,6 @@ class Templates:
                 loader=loader,
                 autoescape=True,
                 extensions=["jinja2.ext.i18n"],
-                undefined=jinja2.StrictUndefined,
                 trim_blocks=True,
                 lstrip_blocks=True,
             )

@@ -109,15 +109,15 @@ class SessionStore:
             session.clear_login()
 
 
-_SESSION = "fora.session"
-_NEW = "fora.session_new"
-_STORE = "fora.sessions"
+_SESSION = web.RequestKey("fora_session", Session | None)  # type: ignore[arg-type]
+_NEW = web.RequestKey("fora_session_new", bool)
+_STORE = web.RequestKey("fora_sessions", SessionStore)
 
 
 def get_session(request: web.Request, *, create: bool = False) -> Session | None:
     """The request's session; with ``create``, start one (its cookie is set on the
     response by :func:`session_middleware`)."""
-    session: Session | None = request.get(_SESSION)
+    session = request.get(_SESSION)
     if session is None and create:
         session = request[_STORE].create()
         request[_SESSION] = session
@@ -152,7 +152,8 @@ def session_middleware(store: SessionStore) -> Any:
 def _set_cookie(request: web.Request, response: web.StreamResponse) -> None:
     if not request.get(_NEW):
         return
-    session: Session = request[_SESSION]
+    session = request[_SESSION]
+    assert session is not None
     response.set_cookie(
         COOKIE,
         session.id,
