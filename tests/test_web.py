@@ -258,7 +258,9 @@ async def test_proposal_pages_counts_and_tallies(world: World) -> None:
     html = await get_html(c, f"/m/{m['closed'].id.hex()}")
     assert "does not match the recount" in html
     # The table says what differs: the tally's 5 yes against 1 here.
-    row = re.search(r"<tr class=\"differs\"><th scope=\"row\">Yes</th><td>(\d+)</td><td>(\d+)</td>", html)
+    row = re.search(
+        r"<tr class=\"differs\"><th scope=\"row\">Yes</th><td>(\d+)</td><td>(\d+)</td>", html
+    )
     assert row is not None and row.groups() == ("5", "1")
     good = await get_json(c, f"/m/{m['verified'].id.hex()}.json")
     assert good["tally_status"] == "verified"

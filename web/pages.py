@@ -226,9 +226,7 @@ async def search(request: web.Request) -> web.Response:
 
 def _held_counts(db: Database, communities: list[bytes]) -> dict[str, int]:
     return {
-        c.hex(): db.execute("SELECT count(*) FROM messages WHERE community = ?", (c,)).fetchone()[
-            0
-        ]
+        c.hex(): db.execute("SELECT count(*) FROM messages WHERE community = ?", (c,)).fetchone()[0]
         for c in communities
     }
 
@@ -273,7 +271,11 @@ def _moderation_context(db: Database, community: bytes) -> dict[str, Any]:
     for entry in log:
         target = forum.thing(db, bytes.fromhex(entry["target"]))
         entry["target_kind"] = target["kind"] if target is not None else None
-    return {"community": community.hex(), "log": log, "names": _names(db, {"community": community.hex()})}
+    return {
+        "community": community.hex(),
+        "log": log,
+        "names": _names(db, {"community": community.hex()}),
+    }
 
 
 async def moderation(request: web.Request) -> web.Response:

@@ -150,8 +150,10 @@ def highlight(text: str, words: list[str], *, width: int = 240) -> Markup:
     text = text or ""
     if not words:
         return escape(text[:width])
-    parts = [re.escape(w) + r"\w*" if i == len(words) - 1 else re.escape(w) + r"\b"
-             for i, w in enumerate(words)]
+    parts = [
+        re.escape(w) + r"\w*" if i == len(words) - 1 else re.escape(w) + r"\b"
+        for i, w in enumerate(words)
+    ]
     pattern = re.compile(r"\b(?:" + "|".join(parts) + ")", re.IGNORECASE | re.UNICODE)
     first = pattern.search(text)
     start = 0 if first is None or first.start() < width // 2 else first.start() - width // 3

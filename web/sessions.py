@@ -72,8 +72,7 @@ class SessionStore:
 
     def _expired(self, session: Session, now: float) -> bool:
         return (
-            now - session.seen >= self.idle_seconds
-            or now - session.created >= self.max_age_seconds
+            now - session.seen >= self.idle_seconds or now - session.created >= self.max_age_seconds
         )
 
     def get(self, session_id: str | None) -> Session | None:
@@ -163,4 +162,3 @@ def _set_cookie(request: web.Request, response: web.StreamResponse) -> None:
         path="/",
         max_age=int(request[_STORE].max_age_seconds),
     )
-
