@@ -36,6 +36,7 @@ __all__ = [
     "search",
     "show",
     "survey_results",
+    "thing",
     "thread",
     "topic_page",
     "topics",
@@ -101,6 +102,11 @@ def _get_thing(db: Database, thing_id: bytes) -> dict[str, Any] | None:
         (thing_id,),
     ).fetchone()
     return _thing(row) if row is not None else None
+
+
+def thing(db: Database, thing_id: bytes) -> dict[str, Any] | None:
+    """One thing (topic, proposal, story, comment ...) whatever its status."""
+    return _get_thing(db, thing_id)
 
 
 def community_profile(db: Database, community: bytes) -> dict[str, Any] | None:
@@ -425,8 +431,11 @@ def survey_results(
     return out
 
 
-def thread(db: Database, target: bytes, *, limit: int = 500) -> list[dict[str, Any]]:
-    """The visible comments under ``target``, depth-first, oldest first, with depth."""
+def thread(
+    db: Database, target: bytes, *, limit: int = 500, offset: int = 0
+) -> list[dict[str, Any]]:
+    """The visible comments under ``target``, depth-first, oldest first, with depth
+    (``offset`` skips that many rows of this order: pages of a long thread)."""
     rows = db.execute(
         "WITH RECURSIVE t(id, depth, path) AS ("  # noqa: S608
         " SELECT id, 1, printf('%020d', ts) || hex(id) FROM things"
@@ -436,8 +445,8 @@ def thread(db: Database, target: bytes, *, limit: int = 500) -> list[dict[str, A
         "  WHERE c.kind = 'comment' AND c.status = 'visible' AND t.depth < 64)"
         " SELECT t.depth, "
         + ", ".join("x." + c.strip() for c in _THING_COLUMNS.split(","))
-        + " FROM t JOIN things x ON x.id = t.id ORDER BY t.path LIMIT ?",
-        (target, limit),
+        + " FROM t JOIN things x ON x.id = t.id ORDER BY t.path LIMIT ? OFFSET ?",
+        (target, limit, offset),
     ).fetchall()
     out = []
     for row in rows:

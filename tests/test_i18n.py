@@ -45,11 +45,9 @@ def test_every_message_is_translated(lang: str) -> None:
             missing.append(key)
             continue
         strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
-        if isinstance(message, tuple) != isinstance(entry.id, tuple):
-            missing.append(key)
-        elif not all(strings) or len(strings) != (
-            catalog.num_plurals if isinstance(message, tuple) else 1
-        ):
+        forms = catalog.num_plurals if isinstance(message, tuple) else 1
+        plural_matches = isinstance(message, tuple) == isinstance(entry.id, tuple)
+        if not plural_matches or not all(strings) or len(strings) != forms:
             missing.append(key)
     assert not missing, f"{lang}: untranslated: {missing}"
     # Same placeholders as the msgid (babel's python-format checker).

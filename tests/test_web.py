@@ -19,6 +19,7 @@ from node.app import create_app
 from node.clock import now_ms
 from node.folder import load_config
 from node.publish import init_node
+from node.wire import join_messages
 from protocol.messages import Message
 from storage import peers as peer_fns
 from storage.database import open_database
@@ -396,3 +397,32 @@ async def test_csrf_guards_every_post_outside_the_sync_api(world: World) -> None
     # The sync API is not a form: no token needed.
     resp = await c.post("/sync/v1/push", data=b"\x90")
     assert resp.status == 200
+
+
+async def test_a_long_topic_page_stays_small_and_pages_its_comments(world: World) -> None:
+    c, f, m = world.client, world.f, world.m
+    t = m["topic"].id
+    text = "A considered opinion about the school, with a few details. " * 4
+    comments = [f.comment(t, f"{i:03d} {text}", key=ALICE if i % 2 else BOB) for i in range(80)]
+    stories = [
+        f.story(t, f"Story {i} " + "of the old school building " * 3, key=BOB) for i in range(30)
+    ]
+    resp = await c.post("/sync/v1/push", data=join_messages([x.raw for x in comments + stories]))
+    assert resp.status == 200
+    html = await get_html(c, f"/t/{t.hex()}")
+    css = await (await c.get("/static/fora.css")).read()
+    size = len(html.encode()) + len(css)
+    assert size < 50_000, size
+    first = await get_json(c, f"/t/{t.hex()}.json")
+    assert len(first["comments"]) == 30
+    assert first["comments_page"] == {"page": 1, "previous": None, "next": 2}
+    assert 'rel="next" href="/t/' in html and "?page=2" in html
+    last = await get_json(c, f"/t/{t.hex()}.json?page=3")
+    assert last["comments_page"]["next"] is None and last["comments_page"]["previous"] == 2
+    shown = [
+        x["id"]
+        for p in (1, 2, 3)
+        for x in (await get_json(c, f"/t/{t.hex()}.json?page={p}"))["comments"]
+    ]
+    assert len(shown) == len(set(shown)) == 83  # 80 new + 3 visible before
+    assert (await c.get(f"/t/{t.hex()}?page=zero")).status == 400

@@ -22,8 +22,8 @@ def bar_chart(rows: list[tuple[str, int]], *, css: str = "") -> dict[str, Any]:
     peak = max((count for _, count in rows), default=0)
     span = WIDTH - LABEL - 48
     bars = []
-    for i, (label, count) in enumerate(rows):
-        count = max(0, count)
+    for i, (label, raw) in enumerate(rows):
+        count = max(0, raw)
         width = round(span * count / peak) if peak else 0
         y = PAD + i * (BAR + GAP)
         bars.append(

@@ -122,24 +122,56 @@ async def community(request: web.Request) -> web.Response:
 # -- topic and other messages ---------------------------------------------------------
 
 
-def _topic_context(db: Database, topic: bytes) -> dict[str, Any] | None:
-    ctx = forum.topic_page(db, topic)
+#: Comments per page (a topic page stays under 50 KB of HTML + CSS), proposals and
+#: stories listed on a topic page.
+COMMENTS_PER_PAGE = 30
+TOPIC_LIST = 20
+
+
+def _page_number(request: web.Request) -> int:
+    raw = request.query.get("page", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise web.HTTPBadRequest(text="Error: page must be a number from 1 to 10000\n")
+    return int(raw)
+
+
+def _comments(db: Database, target: bytes, page_number: int) -> dict[str, Any]:
+    """One page of a thread: its comments, and whether there are more pages."""
+    rows = forum.thread(
+        db, target, limit=COMMENTS_PER_PAGE + 1, offset=(page_number - 1) * COMMENTS_PER_PAGE
+    )
+    return {
+        "comments": rows[:COMMENTS_PER_PAGE],
+        "comments_page": {
+            "page": page_number,
+            "previous": page_number - 1 if page_number > 1 else None,
+            "next": page_number + 1 if len(rows) > COMMENTS_PER_PAGE else None,
+        },
+    }
+
+
+def _topic_context(db: Database, topic: bytes, page_number: int) -> dict[str, Any] | None:
+    ctx = forum.topic_page(db, topic, limit=TOPIC_LIST)
     if ctx is None:
         return None
     ctx["topic"] = public(ctx["topic"])
-    ctx["comments"] = forum.thread(db, topic, limit=300)
+    if ctx["topic"]["status"] != "visible":
+        ctx.update(proposals=[], stories=[])
+    ctx.update(_comments(db, topic, page_number))
     ctx["names"] = _names(db, ctx)
     return ctx
 
 
 async def topic(request: web.Request) -> web.Response:
-    ctx = await _read(request, _topic_context, _id(request, "id"))
+    ctx = await _read(request, _topic_context, _id(request, "id"), _page_number(request))
     if ctx is None:
         raise web.HTTPNotFound()
     return page(request, "topic.html", ctx)
 
 
-def _message_context(db: Database, message: bytes, now: int) -> dict[str, Any] | None:
+def _message_context(
+    db: Database, message: bytes, now: int, page_number: int
+) -> dict[str, Any] | None:
     thing = forum.thing(db, message)
     kind = thing["kind"] if thing is not None else None
     ctx: dict[str, Any] | None
@@ -173,7 +205,7 @@ def _message_context(db: Database, message: bytes, now: int) -> dict[str, Any] |
         return None
     ctx["kind"] = kind
     if thing is not None:
-        ctx["comments"] = forum.thread(db, message, limit=300)
+        ctx.update(_comments(db, message, page_number))
         parent = thing.get("parent")
         if parent:
             p = forum.thing(db, bytes.fromhex(parent))
@@ -196,7 +228,7 @@ _TEMPLATES = {
 
 async def message(request: web.Request) -> web.Response:
     message_id = _id(request, "id")
-    ctx = await _read(request, _message_context, message_id, now_ms())
+    ctx = await _read(request, _message_context, message_id, now_ms(), _page_number(request))
     if ctx is None:
         raise web.HTTPNotFound()
     if ctx["kind"] == "topic" and not wants_json(request):

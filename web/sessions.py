@@ -108,7 +108,7 @@ class SessionStore:
             session.clear_login()
 
 
-_SESSION = web.RequestKey("fora_session", Session | None)  # type: ignore[arg-type]
+_SESSION = web.RequestKey("fora_session", Session)
 _NEW = web.RequestKey("fora_session_new", bool)
 _STORE = web.RequestKey("fora_sessions", SessionStore)
 
@@ -134,9 +134,10 @@ def session_middleware(store: SessionStore) -> Any:
     ) -> web.StreamResponse:
         request[_STORE] = store
         if request.path.startswith("/sync/"):
-            request[_SESSION] = None
             return await handler(request)  # type: ignore[no-any-return]
-        request[_SESSION] = store.get(request.cookies.get(COOKIE))
+        session = store.get(request.cookies.get(COOKIE))
+        if session is not None:
+            request[_SESSION] = session
         try:
             response: web.StreamResponse = await handler(request)
         except web.HTTPException as exc:
@@ -152,7 +153,6 @@ def _set_cookie(request: web.Request, response: web.StreamResponse) -> None:
     if not request.get(_NEW):
         return
     session = request[_SESSION]
-    assert session is not None
     response.set_cookie(
         COOKIE,
         session.id,
