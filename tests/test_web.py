@@ -426,3 +426,20 @@ async def test_a_long_topic_page_stays_small_and_pages_its_comments(world: World
     ]
     assert len(shown) == len(set(shown)) == 83  # 80 new + 3 visible before
     assert (await c.get(f"/t/{t.hex()}?page=zero")).status == 400
+
+
+async def test_a_hidden_topic_keeps_its_content_and_children_off_the_pages(world: World) -> None:
+    c, f, m = world.client, world.f, world.m
+    reply = f.comment(m["wide"].id, "Under the regional topic.", key=BOB)
+    resp = await c.post("/sync/v1/push", data=join_messages([reply.raw]))
+    assert resp.status == 200
+    assert len((await get_json(c, f"/t/{m['wide'].id.hex()}.json"))["comments"]) == 1
+    resp = await c.post("/sync/v1/push", data=join_messages([f.hide(m["wide"].id, key=MOD).raw]))
+    assert resp.status == 200
+    page = await get_json(c, f"/t/{m['wide'].id.hex()}.json")
+    assert page["topic"]["status"] == "hidden" and "title" not in page["topic"]
+    assert page["comments"] == [] and page["proposals"] == []
+    html = await get_html(c, f"/t/{m['wide'].id.hex()}")
+    assert "Regional buses" not in html and "Under the regional" not in html
+    assert titles((await get_json(c, "/index.json"))["topics"]) == ["Schools"]
+    assert (await c.get(f"/t/{m['wide'].id.hex()}/feed.atom")).status == 404

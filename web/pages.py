@@ -155,9 +155,10 @@ def _topic_context(db: Database, topic: bytes, page_number: int) -> dict[str, An
     if ctx is None:
         return None
     ctx["topic"] = public(ctx["topic"])
-    if ctx["topic"]["status"] != "visible":
-        ctx.update(proposals=[], stories=[])
     ctx.update(_comments(db, topic, page_number))
+    if ctx["topic"]["status"] != "visible":
+        # What hangs under a hidden or erased topic is not listed with it.
+        ctx.update(proposals=[], stories=[], comments=[])
     ctx["names"] = _names(db, ctx)
     return ctx
 
@@ -206,6 +207,8 @@ def _message_context(
     ctx["kind"] = kind
     if thing is not None:
         ctx.update(_comments(db, message, page_number))
+        if thing["status"] != "visible":
+            ctx["comments"] = []
         parent = thing.get("parent")
         if parent:
             p = forum.thing(db, bytes.fromhex(parent))
