@@ -4,6 +4,8 @@ Jinja only after both."""
 
 from __future__ import annotations
 
+import functools
+
 import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup
@@ -21,9 +23,11 @@ _ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
 _SCHEMES = {"http", "https", "mailto", "tel"}
 
 
+@functools.lru_cache(maxsize=4096)
 def render_markdown(text: str) -> Markup:
     """Markdown ``text`` as sanitized HTML; headings are shifted down (h1 -> h3) so a
-    resident's text never adds a second h1 to a page."""
+    resident's text never adds a second h1 to a page. A message's text never changes,
+    so the newest few thousand renderings are kept."""
     html = _md.render(text or "")
     for level in range(6, 0, -1):
         shifted = min(level + 2, 6)

@@ -10,6 +10,7 @@ into the JSON.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ HTML = "text/html"
 
 
 def _datetime_filter(lang: str) -> Any:
+    @functools.lru_cache(maxsize=4096)
     def fmt(ms: int | None) -> str:
         if ms is None:
             return ""
