@@ -21,6 +21,7 @@ __all__ = [
     "INGESTOR",
     "PEERS",
     "SESSIONS",
+    "STATIC",
     "STORE",
     "TEMPLATES",
 ]
@@ -35,3 +36,5 @@ DISCOVERY = web.AppKey("discovery", Discovery)  # type: ignore[type-abstract]
 #: The web view's template environment (web/render.py) and its sessions (web/sessions.py).
 TEMPLATES = web.AppKey("templates", Templates)
 SESSIONS = web.AppKey("sessions", SessionStore)
+#: The web view's static files, read at start: name -> (bytes, content type, ETag).
+STATIC = web.AppKey("static", dict[str, tuple[bytes, str, str]])

@@ -199,3 +199,17 @@ def test_bar_chart_geometry() -> None:
     ]
     empty = bar_chart([("Yes", 0), ("No", 0)])
     assert [b["width"] for b in empty["bars"]] == [0, 0] and empty["total"] == 0
+
+
+async def test_static_files_come_from_memory_with_an_etag(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    client = await app_client(tmp_path, aiohttp_client)
+    resp = await client.get("/static/fora.css")
+    assert resp.status == 200 and resp.content_type == "text/css"
+    assert b"focus-visible" in await resp.read()
+    etag = resp.headers["ETag"]
+    again = await client.get("/static/fora.css", headers={"If-None-Match": etag})
+    assert again.status == 304
+    for missing in ("/static/nope.css", "/static/..%2Fapp.py", "/static/babel.cfg"):
+        assert (await client.get(missing)).status == 404

@@ -53,7 +53,9 @@ def short(key: str | None) -> str:
 
 class Templates:
     """One Jinja environment per UI language (autoescape on everywhere, gettext
-    installed from that language's catalog); templates are compiled once each."""
+    installed from that language's catalog). Building it reads every catalog, compiles
+    every template and loads each language's date formats, so serving a page does no
+    file I/O on the event loop: build it in a thread (``asyncio.to_thread``)."""
 
     def __init__(self, directory: Path = TEMPLATE_DIR) -> None:
         self.envs: dict[str, jinja2.Environment] = {}
@@ -63,6 +65,8 @@ class Templates:
                 loader=loader,
                 autoescape=True,
                 extensions=["jinja2.ext.i18n"],
+                auto_reload=False,
+                cache_size=-1,
                 trim_blocks=True,
                 lstrip_blocks=True,
             )
@@ -76,13 +80,13 @@ class Templates:
             env.filters["highlight"] = highlight
             env.filters["zip_counts"] = zip_counts
             env.globals["bar_chart"] = bar_chart
+            for name in loader.list_templates():
+                env.get_template(name)
+            env.filters["datetime"](0)  # Babel loads the locale's data on first use
             self.envs[lang] = env
 
     def render(self, lang: str, name: str, context: dict[str, Any]) -> str:
         return self.envs[lang].get_template(name).render(context)
-
-    def gettext(self, lang: str, message: str) -> str:
-        return str(i18n.translations(lang).gettext(message))
 
 
 def zip_counts(options: list[Any], counts: list[int]) -> list[tuple[str, int]]:
