@@ -323,6 +323,13 @@ async def test_federation_followed_peers_and_wide_topics(world: World) -> None:
     assert titles(data["topics"]) == ["Gemellaggio europeo", "Regional buses"]
     html = await get_html(c, "/federation")
     assert "Bomarzo" in html and 'lang="it"' in html
+    # A followed community has its own home page, feed and JSON twin.
+    page = await get_json(c, f"/c/{other}.json")
+    assert page["own"] is False and page["community"]["name"] == "Bomarzo"
+    assert titles(page["topics"]) == ["Gemellaggio europeo"]
+    html = await get_html(c, f"/c/{other}?lang=it")
+    assert "<h1>Bomarzo</h1>" in html and "Argomenti" in html
+    assert (await c.get(f"/c/{other}/feed.atom")).status == 200
 
 
 async def test_moderation_log_and_member_page(world: World) -> None:
