@@ -450,3 +450,16 @@ async def test_a_hidden_topic_keeps_its_content_and_children_off_the_pages(world
     assert "Regional buses" not in html and "Under the regional" not in html
     assert titles((await get_json(c, "/index.json"))["topics"]) == ["Schools"]
     assert (await c.get(f"/t/{m['wide'].id.hex()}/feed.atom")).status == 404
+
+
+async def test_feeds_survive_text_that_xml_cannot_hold(world: World) -> None:
+    c, f, m = world.client, world.f, world.m
+    # The protocol already refuses control characters; noncharacters pass it.
+    odd = f.comment(m["topic"].id, "odd\uffff and \ufffe too", key=BOB)
+    resp = await c.post("/sync/v1/push", data=join_messages([odd.raw]))
+    assert resp.status == 200
+    resp = await c.get(f"/t/{m['topic'].id.hex()}/feed.atom")
+    assert resp.status == 200
+    feed = feedparser.parse(await resp.read())
+    assert not feed.bozo
+    assert any(e.title == "odd\ufffd and \ufffd too" for e in feed.entries)

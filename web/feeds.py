@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import re
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +19,13 @@ from storage import peers as peer_fns
 __all__ = ["atom_response", "community_entries", "topic_entries"]
 
 LIMIT = 30
+#: Characters XML 1.0 does not allow that the protocol's text rules let through
+#: (noncharacters; control characters are refused at ingest already).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
 
 
 def _newest(*lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -66,24 +74,24 @@ def atom_response(request: web.Request, data: dict[str, Any]) -> web.Response:
     base = f"{request.scheme}://{request.host}"
     fg = FeedGenerator()
     fg.id(f"{base}{data['page']}")
-    fg.title(data["title"])
-    fg.subtitle(data["subtitle"] or data["title"])
+    fg.title(_xml(data["title"]))
+    fg.subtitle(_xml(data["subtitle"] or data["title"]))
     fg.link(href=f"{base}{data['page']}", rel="alternate")
     fg.link(href=f"{base}{data['self']}", rel="self")
-    fg.language(data["lang"])
+    fg.language(_xml(data["lang"]))
     entries = data["entries"]
     fg.updated(_when(max((e["version_ts"] for e in entries), default=0)))
     for e in reversed(entries):  # feedgen puts the last added first
         fe = fg.add_entry()
         url = f"{base}/{'t' if e['kind'] == 'topic' else 'm'}/{e['id']}"
         fe.id(url)
-        fe.title(e["title"] or e["text"][:80] or e["kind"])
+        fe.title(_xml(e["title"] or e["text"][:80] or e["kind"]))
         fe.link(href=url)
         fe.author({"name": e["author"][:12], "uri": f"{base}/members/{e['author']}"})
         fe.published(_when(e["ts"]))
         fe.updated(_when(e["version_ts"]))
         fe.category(term=e["kind"])
-        fe.content(e["text"], type="text")
+        fe.content(_xml(e["text"]), type="text")
     return web.Response(
         body=fg.atom_str(pretty=False), content_type="application/atom+xml", charset="utf-8"
     )
