@@ -43,14 +43,14 @@ def public(thing: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _names(db: Database, *groups: Any) -> dict[str, str]:
-    """Names of the communities that the things in ``groups`` come from."""
+    """Names of the communities named (``community`` keys) anywhere in ``groups``."""
     ids: set[bytes] = set()
 
     def walk(value: Any) -> None:
         if isinstance(value, dict):
-            for key in ("community",):
-                if isinstance(value.get(key), str) and _HEX64.match(value[key]):
-                    ids.add(bytes.fromhex(value[key]))
+            community = value.get("community")
+            if isinstance(community, str) and _HEX64.match(community):
+                ids.add(bytes.fromhex(community))
             for v in value.values():
                 if isinstance(v, (dict, list)):
                     walk(v)
