@@ -11,6 +11,7 @@ from aiohttp import web
 from protocol import signing
 from storage.peers import PeerRefused
 from storage.store import Store
+from web.app import setup_web
 
 from . import sync_api
 from .appkeys import CACHE, COMMUNITY_ID, CONFIG, DISCOVERY, INGESTOR, PEERS, STORE
@@ -94,7 +95,7 @@ def discovery_ctx(*, mdns: bool, interfaces: list[str] | None = None) -> object:
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/", sync_api.status_page)
+    app.router.add_get("/status", sync_api.status_page)
     app.router.add_get("/sync/v1/info", sync_api.info)
     app.router.add_post("/sync/v1/reconcile/{community}", sync_api.reconcile)
     app.router.add_post("/sync/v1/fetch", sync_api.fetch)
@@ -118,4 +119,5 @@ def create_app(
     app.cleanup_ctx.append(peers_ctx(sync_interval))  # type: ignore[arg-type]
     app.cleanup_ctx.append(discovery_ctx(mdns=mdns, interfaces=mdns_interfaces))  # type: ignore[arg-type]
     setup_routes(app)
+    setup_web(app)
     return app

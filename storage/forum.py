@@ -9,16 +9,22 @@ in lists, counts or search; :func:`show` explains any one message, visible or no
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from sqlite_utils import Database
 
+from .database import select_in
 from .views import ballots_hash
 
 __all__ = [
+    "closing_soon",
+    "community_names",
     "community_profile",
+    "federation_topics",
     "infokit",
     "meeting_page",
     "meetings",
@@ -26,12 +32,14 @@ __all__ = [
     "moderation_log",
     "panel_page",
     "panels",
+    "newest_stories",
     "petition_page",
     "proposal_page",
     "report_queue",
     "search",
     "show",
     "survey_results",
+    "thing",
     "thread",
     "topic_page",
     "topics",
@@ -99,6 +107,11 @@ def _get_thing(db: Database, thing_id: bytes) -> dict[str, Any] | None:
     return _thing(row) if row is not None else None
 
 
+def thing(db: Database, thing_id: bytes) -> dict[str, Any] | None:
+    """One thing (topic, proposal, story, comment ...) whatever its status."""
+    return _get_thing(db, thing_id)
+
+
 def community_profile(db: Database, community: bytes) -> dict[str, Any] | None:
     row = db.execute(
         "SELECT profile_id, ts, fields FROM profiles WHERE community = ?", (community,)
@@ -113,12 +126,20 @@ def topics(
     community: bytes,
     *,
     tag: str | None = None,
+    scope: str | None = None,
     limit: int = 50,
     before: int | None = None,
 ) -> list[dict[str, Any]]:
-    """A community's visible topics, newest first (optionally with a tag)."""
+    """A community's visible topics, newest first (optionally with a tag, a scope or
+    both; a scope alone walks the ``things_scope`` index)."""
     before = (1 << 63) - 1 if before is None else before
-    if tag is None:
+    if tag is None and scope is not None:
+        rows = db.execute(
+            f"SELECT {_THING_COLUMNS} FROM things WHERE community = ? AND kind = 'topic'"  # noqa: S608
+            " AND scope = ? AND status = 'visible' AND ts < ? ORDER BY ts DESC LIMIT ?",
+            (community, scope, before, limit),
+        ).fetchall()
+    elif tag is None:
         rows = db.execute(
             f"SELECT {_THING_COLUMNS} FROM things WHERE community = ? AND kind = 'topic'"  # noqa: S608
             " AND status = 'visible' AND ts < ? ORDER BY ts DESC LIMIT ?",
@@ -129,10 +150,71 @@ def topics(
             f"SELECT {', '.join('t.' + c.strip() for c in _THING_COLUMNS.split(','))}"  # noqa: S608
             " FROM topic_tags g JOIN things t ON t.id = g.topic WHERE g.tag = ?"
             " AND t.community = ? AND t.kind = 'topic' AND t.status = 'visible' AND t.ts < ?"
-            " ORDER BY t.ts DESC LIMIT ?",
-            (tag.casefold(), community, before, limit),
+            " AND (? IS NULL OR t.scope = ?) ORDER BY t.ts DESC LIMIT ?",
+            (tag.casefold(), community, before, scope, scope, limit),
         ).fetchall()
     return [_thing(r) for r in rows]
+
+
+def newest_stories(db: Database, community: bytes, *, limit: int = 10) -> list[dict[str, Any]]:
+    """A community's visible stories, newest first (the ``things_list`` index)."""
+    return [
+        _thing(r)
+        for r in db.execute(
+            f"SELECT {_THING_COLUMNS} FROM things WHERE community = ? AND kind = 'story'"  # noqa: S608
+            " AND status = 'visible' ORDER BY ts DESC LIMIT ?",
+            (community, limit),
+        )
+    ]
+
+
+def closing_soon(
+    db: Database, community: bytes, *, now_ms: int, limit: int = 10
+) -> list[dict[str, Any]]:
+    """A community's open proposals (``closes`` after ``now_ms``), the first to close
+    first, with their live counts (the ``things_closes`` index)."""
+    out = [
+        _thing(r)
+        for r in db.execute(
+            f"SELECT {_THING_COLUMNS} FROM things WHERE community = ? AND kind = 'proposal'"  # noqa: S608
+            " AND status = 'visible' AND closes > ? ORDER BY closes, id LIMIT ?",
+            (community, now_ms, limit),
+        )
+    ]
+    for p in out:
+        p["counts"] = _counts(db, bytes.fromhex(p["id"]))
+    return out
+
+
+#: The scopes a topic is shown beyond its own community with.
+WIDE_SCOPES = ("regional", "national", "european")
+
+
+def federation_topics(
+    db: Database,
+    communities: Iterable[bytes],
+    *,
+    scopes: Iterable[str] = WIDE_SCOPES,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Visible topics of the given scopes from all ``communities``, newest first: one
+    indexed query per (community, scope), each stopping at ``limit``, merged."""
+    lists = [
+        topics(db, community, scope=scope, limit=limit)
+        for community in communities
+        for scope in scopes
+    ]
+    merged = heapq.merge(*lists, key=lambda t: (-t["ts"], t["id"]))
+    return list(merged)[:limit]
+
+
+def community_names(db: Database, communities: Iterable[bytes]) -> dict[str, str]:
+    """The newest profile name of each community held (hex id -> name)."""
+    sql = "SELECT community, fields FROM profiles WHERE community IN ({marks})"
+    return {
+        community.hex(): str(json.loads(fields).get("name", ""))
+        for community, fields in select_in(db, sql, sorted(set(communities)))
+    }
 
 
 def _children(db: Database, parent: bytes, kind: str, limit: int) -> list[dict[str, Any]]:
@@ -470,8 +552,11 @@ def survey_results(
     return out
 
 
-def thread(db: Database, target: bytes, *, limit: int = 500) -> list[dict[str, Any]]:
-    """The visible comments under ``target``, depth-first, oldest first, with depth."""
+def thread(
+    db: Database, target: bytes, *, limit: int = 500, offset: int = 0
+) -> list[dict[str, Any]]:
+    """The visible comments under ``target``, depth-first, oldest first, with depth
+    (``offset`` skips that many rows of this order: pages of a long thread)."""
     rows = db.execute(
         "WITH RECURSIVE t(id, depth, path) AS ("  # noqa: S608
         " SELECT id, 1, printf('%020d', ts) || hex(id) FROM things"
@@ -481,8 +566,8 @@ def thread(db: Database, target: bytes, *, limit: int = 500) -> list[dict[str, A
         "  WHERE c.kind = 'comment' AND c.status = 'visible' AND t.depth < 64)"
         " SELECT t.depth, "
         + ", ".join("x." + c.strip() for c in _THING_COLUMNS.split(","))
-        + " FROM t JOIN things x ON x.id = t.id ORDER BY t.path LIMIT ?",
-        (target, limit),
+        + " FROM t JOIN things x ON x.id = t.id ORDER BY t.path LIMIT ? OFFSET ?",
+        (target, limit, offset),
     ).fetchall()
     out = []
     for row in rows:

@@ -302,3 +302,17 @@ def m007_accounts(db: Database) -> None:
     for statement in schema.split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+@migrations()
+def m008_web_indexes(db: Database) -> None:
+    # The web view's home and federation pages: topics of one scope newest first, and a
+    # community's proposals by their close (the "closing soon" list).
+    db.conn.execute(
+        "CREATE INDEX things_scope ON things (community, kind, scope, status, ts)"
+        " WHERE scope IS NOT NULL"
+    )
+    db.conn.execute(
+        "CREATE INDEX things_closes ON things (community, kind, status, closes)"
+        " WHERE closes IS NOT NULL"
+    )

@@ -35,8 +35,11 @@ def test_every_command_is_documented() -> None:
 def test_every_route_is_documented() -> None:
     from aiohttp import web
 
+    from web.app import setup_web
+
     app = web.Application()
     setup_routes(app)
+    setup_web(app)
     paths = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
     missing = [p for p in paths if p != "/" and p not in DOCS]
     assert not missing, f"routes missing from docs: {missing}"

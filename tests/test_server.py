@@ -43,7 +43,9 @@ async def test_info(client: Client, tmp_path: Path) -> None:
     assert data["name"] == "Liepāja" and data["protocol"] == 1
     assert data["communities"] == [{"id": data["community"], "messages": 1}]
     page = await client.get("/")
-    assert "Liepāja" in await page.text()
+    assert "<h1>Liepāja</h1>" in await page.text()
+    status = await client.get("/status")
+    assert status.status == 200 and data["community"] in await status.text()
 
 
 async def test_push_then_fetch(client: Client) -> None:
