@@ -29,7 +29,11 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from protocol.errors import Result
+from protocol.messages import Message
+
 from .database import write_transaction
+from .messages import store_checked
 
 __all__ = [
     "MAX_DISPLAY_NAME",
@@ -39,6 +43,7 @@ __all__ = [
     "Account",
     "AccountError",
     "NameTaken",
+    "approve_with_grant",
     "check_display_name",
     "check_name",
     "create_account",
@@ -294,3 +299,26 @@ def set_password_record(
         )
         if cursor.rowcount != 1:
             raise AccountError("the password changed meanwhile; try again")
+
+
+def approve_with_grant(
+    db: Database, account_id: int, grant: Message, *, decided_by: bytes, now: int
+) -> Account:
+    """Store the ``grant`` that makes a pending account's key a member and approve the
+    account, in one transaction: neither happens without the other."""
+    if grant.kind != "grant" or grant.fields is None:
+        raise AccountError("approving needs a grant message")
+    with write_transaction(db):
+        account = get_account_by_id(db, account_id)
+        if account is None:
+            raise AccountError(f"no account {account_id}")
+        if account.status != "pending":
+            raise AccountError(f"account {account.name!r} is {account.status} already")
+        if grant.fields.get("member") != account.public_key:
+            raise AccountError("the grant is for another key")
+        (result,) = store_checked(db, [grant], now_ms=now)
+        if result.result is not Result.OK:
+            raise AccountError(f"grant not stored: {result.result.value} {result.detail}")
+        return decide(
+            db, account_id, approve=True, decided_by=decided_by, now=now, grant_id=grant.id
+        )

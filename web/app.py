@@ -12,12 +12,13 @@ from aiohttp import web
 
 from node.appkeys import SESSIONS, STATIC, TEMPLATES
 
+from . import accounts, admin, forms, me, moderate
 from .pages import ROUTES, not_found_middleware
 from .render import Templates
 from .security import csrf_middleware, headers_middleware
 from .sessions import SessionStore, session_middleware
 
-__all__ = ["STATIC_DIR", "add_page_routes", "setup_web", "web_middlewares"]
+__all__ = ["STATIC_DIR", "add_form_routes", "add_page_routes", "setup_web", "web_middlewares"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -30,6 +31,16 @@ def add_page_routes(app: web.Application) -> None:
             app.router.add_get("/index.json" if path == "/" else path + ".json", handler)
         app.router.add_get(path, handler)
     app.router.add_get("/static/{name}", static_file)
+
+
+def add_form_routes(app: web.Application) -> None:
+    """What residents, moderators and admins do: accounts, forms, moderation, admin."""
+    for method, path, handler in [*accounts.ROUTES, *admin.ROUTES, *me.ROUTES]:
+        app.router.add_route(method, path, handler)
+    for path, handler in [*forms.ROUTES, *moderate.ROUTES]:
+        app.router.add_get(path, handler)
+        app.router.add_post(path, handler)
+    app.router.add_get("/mod/reports", moderate.reports)
 
 
 def web_middlewares(sessions: SessionStore) -> list[object]:
@@ -76,6 +87,9 @@ async def templates_ctx(app: web.Application) -> AsyncIterator[None]:
 def setup_web(app: web.Application) -> None:
     sessions = SessionStore()
     app[SESSIONS] = sessions
+    app[accounts.ACCOUNTS] = accounts.AccountsState()
     app.cleanup_ctx.append(templates_ctx)
+    app.cleanup_ctx.append(accounts.accounts_ctx)
     app.middlewares.extend(web_middlewares(sessions))  # type: ignore[arg-type]
     add_page_routes(app)
+    add_form_routes(app)

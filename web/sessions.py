@@ -23,6 +23,7 @@ __all__ = [
     "Session",
     "SessionStore",
     "get_session",
+    "new_session",
     "session_middleware",
 ]
 
@@ -121,6 +122,19 @@ def get_session(request: web.Request, *, create: bool = False) -> Session | None
         session = request[_STORE].create()
         request[_SESSION] = session
         request[_NEW] = True
+    return session
+
+
+def new_session(request: web.Request) -> Session:
+    """Drop the request's session (if any) and start a fresh one: a login gets a new id
+    and CSRF token, so an id planted before the login (session fixation) is worthless."""
+    old = request.get(_SESSION)
+    if old is not None:
+        request[_STORE].drop(old.id)
+        del request[_SESSION]
+    request.pop(_NEW, None)
+    session = get_session(request, create=True)
+    assert session is not None
     return session
 
 

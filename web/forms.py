@@ -1,0 +1,438 @@
+"""What a resident publishes from the browser: a topic, a proposal in a topic, a story,
+a comment (a threaded reply to anything), a vote, a petition's signature, a survey's
+answers, a report.
+
+Every form is server-rendered and works without JavaScript: GET shows it (with the
+session's CSRF token), POST checks it, publishes through :func:`accounts.publish_as`
+and redirects (303) to what changed; bad input comes back as the same form with the
+error, the values kept and a 4xx status (400 bad input, 409 no effect).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from aiohttp import web
+from sqlite_utils import Database
+
+from node.appkeys import STORE
+from node.clock import now_ms
+from storage import forum
+
+from . import i18n
+from .accounts import Viewer, publish_as, require_member
+from .formkit import N_, Field, FormError, FormSpec, form_page, form_values, see_other
+
+__all__ = ["ROUTES"]
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+SCOPES = (
+    ("local", N_("Local")),
+    ("regional", N_("Regional")),
+    ("national", N_("National")),
+    ("european", N_("European")),
+)
+CHOICES = (("yes", N_("Yes")), ("no", N_("No")), ("abstain", N_("Abstain")))
+#: A new proposal's vote stays open this long unless the form says otherwise.
+DEFAULT_OPEN_DAYS = 14
+
+
+def _langs() -> list[tuple[str, str]]:
+    return list(i18n.LANGUAGES.items())
+
+
+def _lang_field(request: web.Request) -> Field:
+    lang, _ = i18n.negotiate(request)
+    return Field("lang", N_("Language of your text"), "select", options=_langs(), value=lang)
+
+
+def _target_id(request: web.Request) -> bytes:
+    value = request.match_info["id"].lower()
+    if not _HEX64.match(value):
+        raise web.HTTPNotFound()
+    return bytes.fromhex(value)
+
+
+async def _target(request: web.Request, kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The visible thing the form is about, or 404."""
+    thing = await request.app[STORE].read(forum.thing, _target_id(request))
+    if thing is None or thing["status"] != "visible":
+        raise web.HTTPNotFound()
+    if kinds is not None and thing["kind"] not in kinds:
+        raise web.HTTPNotFound()
+    return thing
+
+
+def _about(thing: dict[str, Any]) -> dict[str, Any]:
+    return {k: thing.get(k) for k in ("id", "kind", "title", "text", "lang")}
+
+
+def _text(values: dict[str, str], name: str) -> str:
+    return values.get(name, "").replace("\r\n", "\n").strip()
+
+
+def _required(values: dict[str, str], *names: str) -> None:
+    for name in names:
+        if not _text(values, name):
+            raise FormError(N_("Fill in this field"), name)
+
+
+def _where(thing_id: bytes, kind: str) -> str:
+    return f"/t/{thing_id.hex()}" if kind == "topic" else f"/m/{thing_id.hex()}"
+
+
+async def _handle(
+    request: web.Request,
+    spec: FormSpec,
+    build: Any,
+    *,
+    context: dict[str, Any] | None = None,
+    template: str = "form.html",
+) -> web.Response:
+    """GET: the form. POST: ``build(values, viewer)`` -> (kind, fields, refs, where to
+    go: a path or None for the new message's page), published; or the form again with
+    the error."""
+    who = await require_member(request)
+    if request.method == "GET":
+        return form_page(request, spec, template=template, context=context)
+    values = await form_values(request)
+    try:
+        kind, fields, refs, where = build(values, who)
+        message = await publish_as(request, who.key, kind, fields, refs)
+    except FormError as exc:
+        return form_page(request, spec, values, exc, template=template, context=context)
+    raise see_other(where or _where(message.id, kind))
+
+
+# -- topic ---------------------------------------------------------------------------
+
+
+def _tags(raw: str) -> list[str]:
+    tags: list[str] = []
+    for part in re.split(r"[,\s]+", raw):
+        tag = part.strip().lstrip("#").casefold()
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+async def new_topic(request: web.Request) -> web.Response:
+    spec = FormSpec(
+        title=N_("New topic"),
+        action="/new/topic",
+        submit=N_("Publish the topic"),
+        fields=[
+            Field("title", N_("Title"), maxlength=200),
+            Field("text", N_("Text"), "textarea", required=False, hint=N_("Markdown is allowed.")),
+            Field(
+                "tags",
+                N_("Tags"),
+                required=False,
+                hint=N_("Words separated by commas, e.g. schools, transport"),
+            ),
+            Field("scope", N_("Scope"), "select", options=SCOPES, value="local"),
+            _lang_field(request),
+        ],
+    )
+
+    def build(values: dict[str, str], who: Viewer) -> Any:
+        _required(values, "title")
+        fields = {
+            "title": _text(values, "title"),
+            "text": _text(values, "text"),
+            "tags": _tags(values.get("tags", "")),
+            "scope": values.get("scope", ""),
+            "lang": values.get("lang", ""),
+        }
+        return "topic", fields, [], None
+
+    return await _handle(request, spec, build)
+
+
+# -- proposal ------------------------------------------------------------------------
+
+
+def parse_date(text: str) -> int:
+    """A date (2027-03-01: the end of that day, UTC) or a time, as ms since the epoch."""
+    text = text.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            day = dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+            return int((day + dt.timedelta(days=1)).timestamp() * 1000) - 1
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise FormError(N_("Enter a date like 2027-03-01"), "closes") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+async def new_proposal(request: web.Request) -> web.Response:
+    topic = await _target(request, ("topic",))
+    default_close = dt.datetime.fromtimestamp(now_ms() / 1000, dt.UTC) + dt.timedelta(
+        days=DEFAULT_OPEN_DAYS
+    )
+    spec = FormSpec(
+        title=N_("New proposal"),
+        action=f"/t/{topic['id']}/proposal",
+        submit=N_("Publish the proposal"),
+        fields=[
+            Field("title", N_("Title"), maxlength=200),
+            Field("problem", N_("The problem"), "textarea"),
+            Field("solution", N_("The solution you propose"), "textarea"),
+            Field(
+                "closes",
+                N_("Voting closes"),
+                "date",
+                hint=N_("Votes count until the end of this day (UTC)."),
+                value=default_close.date().isoformat(),
+            ),
+            _lang_field(request),
+        ],
+    )
+
+    def build(values: dict[str, str], who: Viewer) -> Any:
+        _required(values, "title", "problem", "solution", "closes")
+        closes = parse_date(values.get("closes", ""))
+        if closes <= now_ms():
+            raise FormError(N_("The closing date is in the past"), "closes")
+        fields = {
+            "title": _text(values, "title"),
+            "problem": _text(values, "problem"),
+            "solution": _text(values, "solution"),
+            "closes": closes,
+            "lang": values.get("lang", ""),
+        }
+        return "proposal", fields, [bytes.fromhex(topic["id"])], None
+
+    return await _handle(request, spec, build, context={"target": _about(topic)})
+
+
+# -- story ---------------------------------------------------------------------------
+
+
+async def new_story(request: web.Request) -> web.Response:
+    topic_hex = request.query.get("topic", "").lower()
+    if request.method == "POST":
+        topic_hex = (await form_values(request)).get("topic", "").lower()
+    topic = None
+    if topic_hex:
+        if not _HEX64.match(topic_hex):
+            raise web.HTTPBadRequest(text="Error: topic must be a 64-character hex id\n")
+        topic = await request.app[STORE].read(forum.thing, bytes.fromhex(topic_hex))
+        if topic is None or topic["kind"] != "topic" or topic["status"] != "visible":
+            raise web.HTTPNotFound()
+    spec = FormSpec(
+        title=N_("Tell a story"),
+        action="/new/story",
+        submit=N_("Publish the story"),
+        intro=N_("Share an experience or a point of view with the community."),
+        fields=[
+            Field("title", N_("Title"), maxlength=200),
+            Field("text", N_("Your story"), "textarea", hint=N_("Markdown is allowed.")),
+            _lang_field(request),
+            Field("topic", "topic", "hidden", required=False, value=topic_hex),
+        ],
+    )
+
+    def build(values: dict[str, str], who: Viewer) -> Any:
+        _required(values, "title", "text")
+        fields = {
+            "title": _text(values, "title"),
+            "text": _text(values, "text"),
+            "lang": values.get("lang", ""),
+        }
+        refs = [bytes.fromhex(topic["id"])] if topic is not None else []
+        return "story", fields, refs, None
+
+    context = {"target": _about(topic)} if topic is not None else None
+    return await _handle(request, spec, build, context=context)
+
+
+# -- comment -------------------------------------------------------------------------
+
+COMMENTABLE = ("topic", "proposal", "story", "comment", "petition", "meeting", "survey")
+
+
+async def comment(request: web.Request) -> web.Response:
+    target = await _target(request, COMMENTABLE)
+    spec = FormSpec(
+        title=N_("Reply"),
+        action=f"/m/{target['id']}/comment",
+        submit=N_("Publish the reply"),
+        fields=[
+            Field("text", N_("Your reply"), "textarea", hint=N_("Markdown is allowed.")),
+            _lang_field(request),
+        ],
+    )
+    # Back to the page that shows the thread: the topic (or the thing) replied under.
+    back = await request.app[STORE].read(_thread_page, bytes.fromhex(target["id"]))
+
+    def build(values: dict[str, str], who: Viewer) -> Any:
+        _required(values, "text")
+        fields = {"text": _text(values, "text"), "lang": values.get("lang", "")}
+        return "comment", fields, [bytes.fromhex(target["id"])], back
+
+    return await _handle(request, spec, build, context={"target": _about(target)})
+
+
+def _thread_page(db: Database, thing_id: bytes) -> str:
+    """The page a thing's thread is read on: climb from comments to what they reply to."""
+    for _ in range(64):
+        thing = forum.thing(db, thing_id)
+        if thing is None:
+            break
+        if thing["kind"] != "comment" or not thing.get("parent"):
+            return _where(thing_id, thing["kind"])
+        thing_id = bytes.fromhex(thing["parent"])
+    return _where(thing_id, "comment")
+
+
+# -- vote ----------------------------------------------------------------------------
+
+
+def _vote_context(db: Database, proposal: bytes, voter: bytes, now: int) -> dict[str, Any] | None:
+    ctx = forum.proposal_page(db, proposal, now_ms=now)
+    if ctx is None:
+        return None
+    row = db.execute(
+        "SELECT choice, ts, status FROM ballots WHERE proposal = ? AND voter = ?"
+        " ORDER BY ts DESC, vote_id DESC LIMIT 1",
+        (proposal, voter),
+    ).fetchone()
+    return {
+        "target": _about(ctx["proposal"]),
+        "counts": ctx["counts"],
+        "open": ctx.get("open", False),
+        "closes": ctx["proposal"].get("closes"),
+        "my_ballot": {"choice": row[0], "ts": row[1], "status": row[2]} if row else None,
+    }
+
+
+async def vote(request: web.Request) -> web.Response:
+    target = await _target(request, ("proposal",))
+    who = await require_member(request)
+    proposal = bytes.fromhex(target["id"])
+    context = await request.app[STORE].read(_vote_context, proposal, who.public_key, now_ms())
+    if context is None:
+        raise web.HTTPNotFound()
+    mine = context["my_ballot"]
+    spec = FormSpec(
+        title=N_("Vote"),
+        action=f"/m/{target['id']}/vote",
+        submit=N_("Cast my vote"),
+        intro=N_("A new vote replaces your previous one until the vote closes."),
+        fields=[
+            Field(
+                "choice",
+                N_("Your vote"),
+                "radio",
+                options=CHOICES,
+                value=mine["choice"] if mine else "",
+            )
+        ],
+    )
+
+    def build(values: dict[str, str], who: Viewer) -> Any:
+        choice = values.get("choice", "")
+        if choice not in ("yes", "no", "abstain"):
+            raise FormError(N_("Choose yes, no or abstain"), "choice")
+        return "vote", {"choice": choice}, [proposal], f"/m/{target['id']}/vote"
+
+    return await _handle(request, spec, build, context=context, template="vote.html")
+
+
+# -- petition signature --------------------------------------------------------------
+
+
+async def sign(request: web.Request) -> web.Response:
+    target = await _target(request, ("petition",))
+    spec = FormSpec(
+        title=N_("Sign the petition"),
+        action=f"/m/{target['id']}/sign",
+        submit=N_("Sign"),
+        intro=N_("Your signature is public and counts once."),
+        fields=[],
+    )
+
+    def build(values: dict[str, str], who: Viewer) -> Any:
+        return "sign", {}, [bytes.fromhex(target["id"])], f"/m/{target['id']}"
+
+    return await _handle(request, spec, build, context={"target": _about(target)})
+
+
+# -- survey answers ------------------------------------------------------------------
+
+
+async def answer(request: web.Request) -> web.Response:
+    target = await _target(request, ("survey",))
+    questions = (target.get("fields") or {}).get("questions", [])
+    fields = []
+    for i, q in enumerate(questions):
+        label = str(q.get("text", ""))
+        if q.get("type") == "text":
+            fields.append(Field(f"q{i}", label, "textarea", required=False))
+        else:
+            options = [(str(j), str(o)) for j, o in enumerate(q.get("options", []))]
+            fields.append(Field(f"q{i}", label, "radio", required=False, options=options))
+    spec = FormSpec(
+        title=N_("Answer the survey"),
+        action=f"/m/{target['id']}/answer",
+        submit=N_("Send my answers"),
+        intro=N_("Leave a question blank to skip it. New answers replace your earlier ones."),
+        fields=fields,
+    )
+
+    def build(values: dict[str, str], who: Viewer) -> Any:
+        answers: list[Any] = []
+        for i, q in enumerate(questions):
+            raw = _text(values, f"q{i}")
+            if not raw:
+                answers.append(None)
+            elif q.get("type") == "text":
+                answers.append(raw)
+            else:
+                if not raw.isdigit() or int(raw) >= len(q.get("options", [])):
+                    raise FormError(N_("Choose one of the options"), f"q{i}")
+                answers.append(int(raw))
+        return "answer", {"answers": answers}, [bytes.fromhex(target["id"])], None
+
+    return await _handle(request, spec, build, context={"target": _about(target)})
+
+
+# -- report --------------------------------------------------------------------------
+
+
+async def report(request: web.Request) -> web.Response:
+    target = await _target(request)
+    spec = FormSpec(
+        title=N_("Report to the moderators"),
+        action=f"/m/{target['id']}/report",
+        submit=N_("Send the report"),
+        intro=N_("Reports are public. A moderator reads each one."),
+        fields=[Field("reason", N_("What is wrong with it?"), "textarea")],
+    )
+
+    def build(values: dict[str, str], who: Viewer) -> Any:
+        _required(values, "reason")
+        back = _where(bytes.fromhex(target["id"]), target["kind"])
+        return "report", {"reason": _text(values, "reason")}, [bytes.fromhex(target["id"])], back
+
+    return await _handle(request, spec, build, context={"target": _about(target)})
+
+
+_ID = "{id:[0-9a-fA-F]{64}}"
+
+#: (path, handler): each answers GET (the form) and POST (publish).
+ROUTES: list[tuple[str, Any]] = [
+    ("/new/topic", new_topic),
+    ("/new/story", new_story),
+    (f"/t/{_ID}/proposal", new_proposal),
+    (f"/m/{_ID}/comment", comment),
+    (f"/m/{_ID}/vote", vote),
+    (f"/m/{_ID}/sign", sign),
+    (f"/m/{_ID}/answer", answer),
+    (f"/m/{_ID}/report", report),
+]
