@@ -13,7 +13,7 @@ from sqlite_utils import Database
 from protocol import kinds, signing
 from protocol.errors import ProtocolError, Result
 from protocol.messages import Message, create_message
-from storage.database import open_database
+from storage.database import open_database, write_transaction
 from storage.messages import store_checked
 from storage.roles import ADMIN_ROLES, MODERATOR_ROLES, RoleCache, authorize
 from storage.views import answers_mismatch
@@ -21,7 +21,7 @@ from storage.views import answers_mismatch
 from .clock import now_ms
 from .folder import CONFIG_NAME, NodeConfig, NodeError, write_config, write_key
 
-__all__ = ["check_effect", "init_node", "publish"]
+__all__ = ["add_account", "check_effect", "init_node", "publish"]
 
 _TARGET_KIND = {"sign": "petition", "answer": "survey", "draw": "panel"}
 
@@ -202,3 +202,51 @@ def _check_target(
         why = answers_mismatch(survey.get("questions", []), fields.get("answers"))
         if why:
             raise NodeError(f"answer would not be counted: {why}")
+
+
+def add_account(
+    db: Database,
+    community_key: Ed25519PrivateKey,
+    *,
+    name: str,
+    password: str,
+    role: str = "member",
+    display_name: str | None = None,
+    params: Any = None,
+    until: int | None = None,
+) -> tuple[Any, Message]:
+    """An approved web account with ``role`` on this node (the first admin, demo
+    residents): the key is made and sealed under ``password``, and the ``grant`` of
+    ``role``, signed by the community key, is stored with the approval.
+
+    Returns (account, grant). ``AccountError`` / ``PasswordError`` for a bad name or
+    password; nothing is written then.
+    """
+    from storage import accounts as acc
+    from web import keys
+
+    name = acc.check_name(name)
+    display = acc.check_display_name(display_name or name)
+    keys.check_password(password)
+    if role not in ("member", "moderator", "official", "admin"):
+        raise NodeError(f"unknown role {role!r}")
+    key, sealed = keys.new_resident(password, params or keys.DEFAULT_PARAMS)
+    public = signing.public_key_bytes(key)
+    community = signing.public_key_bytes(community_key)
+    now = now_ms()
+    fields: dict[str, Any] = {"member": public, "role": role}
+    if until is not None:
+        fields["until"] = until
+    grant = create_message(community_key, kind="grant", community=community, ts=now, fields=fields)
+    with write_transaction(db):
+        account = acc.create_account(
+            db,
+            name=name,
+            display_name=display,
+            password=sealed.password,
+            sealed_key=sealed.sealed_key,
+            public_key=public,
+            now=now,
+        )
+        account = acc.approve_with_grant(db, account.id, grant, decided_by=community, now=now)
+    return account, grant

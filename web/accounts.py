@@ -171,7 +171,7 @@ def _refusal(request: web.Request, message: str, status: int = 403) -> web.HTTPE
 
     response = page(request, "refused.html", {"error": message}, status=status)
     exc_class = web.HTTPForbidden if status == 403 else web.HTTPBadRequest
-    return exc_class(body=response.body, content_type=response.content_type)
+    return exc_class(text=response.text, content_type=response.content_type)
 
 
 async def require_member(request: web.Request) -> Viewer:
