@@ -26,7 +26,7 @@ from storage.messages import IngestResult, ingest_batches, iter_raw, stats, veri
 
 from .clock import now_ms
 from .folder import NodeConfig, NodeError, default_dir, load_config, read_key, write_key
-from .publish import check_effect, init_node, publish
+from .publish import add_account, check_effect, init_node, publish
 from .sync_client import SyncError
 
 __all__ = ["main"]
@@ -718,6 +718,81 @@ def cmd_peer_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    """The new account's password: from --password-file (first line), else asked twice."""
+    if args.password_file:
+        text = Path(args.password_file).read_text(encoding="utf-8")
+        return text.splitlines()[0] if text else ""
+    import getpass
+
+    first = getpass.getpass("Password for the new account: ")
+    if getpass.getpass("The same password again: ") != first:
+        raise NodeError("the two passwords differ")
+    return first
+
+
+def cmd_account_add(args: argparse.Namespace) -> int:
+    from storage.accounts import AccountError
+    from web.keys import PasswordError
+
+    config, db = _open_node(args.dir)
+    try:
+        password = _read_password(args)
+        key = read_key(config.key_path)
+        until = parse_when(args.until) if args.until else None
+        try:
+            account, grant = add_account(
+                db,
+                key,
+                name=args.name,
+                password=password,
+                role=args.role,
+                display_name=args.display_name,
+                until=until,
+            )
+        except (AccountError, PasswordError) as exc:
+            raise NodeError(str(exc)) from exc
+    finally:
+        db.close()
+    print(account.public_key.hex())
+    print(f"account {account.name!r} ({args.role}) approved; grant {grant.hex_id}", file=sys.stderr)
+    return 0
+
+
+def cmd_account_list(args: argparse.Namespace) -> int:
+    from storage.accounts import AccountError, list_accounts
+
+    _, db = _open_node(args.dir)
+    try:
+        accounts = list_accounts(db, args.status)
+    except AccountError as exc:
+        raise NodeError(str(exc)) from exc
+    finally:
+        db.close()
+    rows = [
+        {
+            "id": a.id,
+            "name": a.name,
+            "display_name": a.display_name,
+            "key": a.public_key.hex(),
+            "status": a.status,
+            "created": a.created,
+            "grant": a.grant_id.hex() if a.grant_id else None,
+        }
+        for a in accounts
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no accounts (add the first admin with: fora account add DIR NAME --role admin)")
+    for r in rows:
+        print(
+            f"{r['id']}  {r['name']}  {r['status']}  key={r['key']}  created={_when(r['created'])}"
+        )
+    return 0
+
+
 def _when(ms: int | None) -> str:
     if not ms:
         return "never"
@@ -1072,6 +1147,39 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("dir", metavar="DIR")
     pr.add_argument("url", metavar="URL")
     pr.set_defaults(func=cmd_peer_remove)
+
+    p = command(
+        "account",
+        lambda a: 0,
+        "Manage the web view's resident accounts.",
+        "fora account add ./bomarzo Anna --role admin",
+    )
+    acc_sub = p.add_subparsers(dest="account_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    acc_sub.required = True
+    aa = acc_sub.add_parser(
+        "add",
+        help="Add an approved account with a role (the first admin); grants the role with"
+        " the community key. The password is asked for, or read from --password-file.",
+        epilog="Example: fora account add ./bomarzo Anna --role admin --password-file pw.txt",
+    )
+    aa.add_argument("dir", metavar="DIR")
+    aa.add_argument("name", metavar="NAME")
+    aa.add_argument(
+        "--role", default="member", choices=("member", "moderator", "official", "admin")
+    )
+    aa.add_argument("--display-name", help="the name shown (default: NAME)")
+    aa.add_argument("--password-file", help="read the password from this file's first line")
+    aa.add_argument("--until", help="the role ends then: 2027-12-31 or an ISO 8601 time")
+    aa.set_defaults(func=cmd_account_add)
+    al = acc_sub.add_parser(
+        "list",
+        help="List the accounts: name, status, key.",
+        epilog="Example: fora account list ./bomarzo --status pending",
+    )
+    al.add_argument("dir", metavar="DIR")
+    al.add_argument("--status", choices=("pending", "approved", "rejected"))
+    al.add_argument("--json", action="store_true")
+    al.set_defaults(func=cmd_account_list)
 
     example_id = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
     p = command(
