@@ -415,9 +415,10 @@ async def report(request: web.Request) -> web.Response:
         fields=[Field("reason", N_("What is wrong with it?"), "textarea")],
     )
 
+    back = await request.app[STORE].read(_thread_page, bytes.fromhex(target["id"]))
+
     def build(values: dict[str, str], who: Viewer) -> Any:
         _required(values, "reason")
-        back = _where(bytes.fromhex(target["id"]), target["kind"])
         return "report", {"reason": _text(values, "reason")}, [bytes.fromhex(target["id"])], back
 
     return await _handle(request, spec, build, context={"target": _about(target)})
