@@ -20,7 +20,7 @@ from storage.database import open_database
 
 from .clock import now_ms
 from .folder import NodeConfig, load_config
-from .publish import init_node, publish
+from .publish import add_account, init_node, publish
 
 __all__ = ["DEMO_COMMUNITIES", "create_demo_node", "run_demo", "seed_sample_content"]
 
@@ -204,9 +204,28 @@ def create_demo_node(directory: Path, demo: DemoCommunity, port: int) -> NodeCon
     db = open_database(config.db_path)
     try:
         seed_sample_content(db, key, demo, now)
+        add_demo_accounts(db, key)
     finally:
         db.close()
     return config
+
+
+#: The demo's web accounts (demo passwords only: never use these on a real node).
+DEMO_ACCOUNTS = (("admin", "admin"), ("moderator", "moderator"), ("resident", "member"))
+DEMO_PASSWORD = "demo-password"  # noqa: S105 - the demo's, printed at start
+
+
+def add_demo_accounts(db: Database, key: Ed25519PrivateKey) -> None:
+    """An admin, a moderator and a resident on a demo node, all with DEMO_PASSWORD.
+
+    Sealed at a low scrypt cost so the demo starts fast; the first login re-seals them
+    at the node's full cost (``web.keys.needs_rehash``)."""
+    from web.keys import ScryptParams
+
+    for name, role in DEMO_ACCOUNTS:
+        add_account(
+            db, key, name=name, password=DEMO_PASSWORD, role=role, params=ScryptParams(n=2**14)
+        )
 
 
 def run_demo(base: Path, base_port: int = 8470) -> None:
@@ -243,6 +262,11 @@ def run_demo(base: Path, base_port: int = 8470) -> None:
             for app, config, url in zip(apps, configs, urls, strict=True):
                 held = await app[STORE].read(count_messages)
                 print(f"{config.name:<10} {url}/  ({held} messages from 3 communities)", flush=True)
+            names = ", ".join(name for name, _ in DEMO_ACCOUNTS)
+            print(
+                f"Log in at URL/login as {names}; password {DEMO_PASSWORD!r} (demo only).",
+                flush=True,
+            )
             print(
                 "Demo running: the nodes sync every 10 s and push new messages at once."
                 " Ctrl-C stops all three.",

@@ -50,3 +50,21 @@ async def test_account_add_then_log_in_as_admin(
     me = await twin(client, "/me")
     assert me["me"]["roles"] == ["admin"] and me["me"]["key"] == key
     assert (await twin(client, "/admin"))["is_admin"] is True
+
+
+async def test_demo_nodes_have_accounts_to_log_in_with(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    from node.app import create_app
+    from node.demo import DEMO_ACCOUNTS, DEMO_COMMUNITIES, DEMO_PASSWORD, create_demo_node
+    from web.accounts import ACCOUNTS
+
+    config = create_demo_node(tmp_path / "demo", DEMO_COMMUNITIES[0], 8470)
+    app = create_app(config, sync_interval=3600.0)
+    app[ACCOUNTS].params = FAST
+    for name, role in DEMO_ACCOUNTS:
+        client = (
+            await aiohttp_client(app) if name == "admin" else await aiohttp_client(client.server)
+        )
+        await login(client, name, DEMO_PASSWORD)
+        assert role in (await twin(client, "/me"))["me"]["roles"]
