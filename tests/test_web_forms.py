@@ -82,6 +82,13 @@ async def test_register_wait_for_approval_then_take_part(
         assert f'href="#f-{field}"' in text and 'aria-invalid="true"' in text
         assert PASSWORD not in text  # a password never comes back
     assert await node.app[STORE].read(acc.list_accounts) == []
+    # The labels and the errors are in the page's language.
+    response = await resident.post(
+        "/register?lang=fr",
+        data={**good, "name": "x", "csrf_token": await token(resident, "/register")},
+    )
+    text = await response.text()
+    assert response.status == 400 and "Nom affiché" in text and "Choisissez un autre nom" in text
 
     response = await post(resident, "/register", good)
     assert response.status == 303 and response.headers["Location"] == "/me"

@@ -40,8 +40,8 @@ from storage import accounts as acc
 from storage.roles import ADMIN_ROLES, MODERATOR_ROLES, OFFICIAL_ROLES, RoleCache
 
 from . import keys
+from .formkit import N_ as _  # marks texts for translation (scripts/i18n)
 from .formkit import (
-    N_,
     Field,
     FormError,
     FormSpec,
@@ -178,16 +178,16 @@ async def require_member(request: web.Request) -> Viewer:
     """A logged-in resident whose account is approved and who holds a role now."""
     who = await require_viewer(request)
     if not who.approved:
-        raise _refusal(request, N_("Your account is waiting for approval, or was rejected."))
+        raise _refusal(request, _("Your account is waiting for approval, or was rejected."))
     if not who.roles:
-        raise _refusal(request, N_("You hold no role in this community now."))
+        raise _refusal(request, _("You hold no role in this community now."))
     return who
 
 
 async def require_role(request: web.Request, roles: frozenset[str]) -> Viewer:
     who = await require_member(request)
     if not who.holds(roles):
-        raise _refusal(request, N_("This page is for moderators, officials or admins."))
+        raise _refusal(request, _("This page is for moderators, officials or admins."))
     return who
 
 
@@ -224,25 +224,23 @@ async def publish_as(
     except ProtocolError as exc:
         detail = str(exc)
         raise FormError(
-            N_("This cannot be published as it is"), schema_field(detail), detail=detail
+            _("This cannot be published as it is"), schema_field(detail), detail=detail
         ) from None
     ts = now_ms()
     try:
         await request.app[STORE].read(check_effect, author, community, kind, fields, refs, ts)
     except NodeError as exc:
-        raise FormError(
-            N_("This would have no effect"), None, detail=str(exc), status=409
-        ) from None
+        raise FormError(_("This would have no effect"), None, detail=str(exc), status=409) from None
     try:
         message = create_message(
             key, kind=kind, community=community, ts=ts, fields=fields, refs=refs
         )
     except LocalProtocolError as exc:
-        raise FormError(N_("This cannot be published as it is"), None, detail=str(exc)) from None
+        raise FormError(_("This cannot be published as it is"), None, detail=str(exc)) from None
     (result,) = await request.app[INGESTOR].ingest([message.raw])
     if result.result is not Result.OK:
         raise FormError(
-            N_("The node did not store this message"),
+            _("The node did not store this message"),
             None,
             detail=f"{result.result.value} {result.detail or ''}".strip(),
             status=409,
@@ -255,36 +253,36 @@ async def publish_as(
 
 def _register_spec() -> FormSpec:
     return FormSpec(
-        title=N_("Register"),
+        title=_("Register"),
         action="/register",
-        submit=N_("Register"),
-        intro=N_(
+        submit=_("Register"),
+        intro=_(
             "The node makes your key and keeps it sealed under your password. An admin"
             " approves new residents before they can take part."
         ),
         fields=[
             Field(
                 "name",
-                N_("Name"),
-                hint=N_("2 to 40 letters, digits, spaces and - _ . '"),
+                _("Name"),
+                hint=_("2 to 40 letters, digits, spaces and - _ . '"),
                 autocomplete="username",
                 maxlength=acc.MAX_NAME,
             ),
             Field(
                 "display_name",
-                N_("Display name"),
+                _("Display name"),
                 required=False,
                 autocomplete="nickname",
                 maxlength=acc.MAX_DISPLAY_NAME,
             ),
             Field(
                 "password",
-                N_("Password"),
+                _("Password"),
                 "password",
-                hint=N_("At least 8 characters."),
+                hint=_("At least 8 characters."),
                 autocomplete="new-password",
             ),
-            Field("password2", N_("Password again"), "password", autocomplete="new-password"),
+            Field("password2", _("Password again"), "password", autocomplete="new-password"),
         ],
     )
 
@@ -304,19 +302,19 @@ async def register(request: web.Request) -> web.Response:
         try:
             name = acc.check_name(name)
         except acc.AccountError as exc:
-            raise FormError(N_("Choose another name"), "name", detail=str(exc)) from None
+            raise FormError(_("Choose another name"), "name", detail=str(exc)) from None
         try:
             display = acc.check_display_name(display)
         except acc.AccountError as exc:
             raise FormError(
-                N_("Choose another display name"), "display_name", detail=str(exc)
+                _("Choose another display name"), "display_name", detail=str(exc)
             ) from None
         try:
             keys.check_password(password)
         except keys.PasswordError as exc:
-            raise FormError(N_("Choose another password"), "password", detail=str(exc)) from None
+            raise FormError(_("Choose another password"), "password", detail=str(exc)) from None
         if password != values.get("password2", ""):
-            raise FormError(N_("The two passwords differ"), "password2")
+            raise FormError(_("The two passwords differ"), "password2")
         key, sealed = await asyncio.to_thread(keys.new_resident, password, state.params)
         try:
             account = await request.app[STORE].write(
@@ -329,9 +327,9 @@ async def register(request: web.Request) -> web.Response:
                 now=now_ms(),
             )
         except acc.NameTaken:
-            raise FormError(N_("This name is taken, or reads like one in use"), "name") from None
+            raise FormError(_("This name is taken, or reads like one in use"), "name") from None
         except acc.AccountError as exc:
-            raise FormError(N_("Choose another name"), "name", detail=str(exc)) from None
+            raise FormError(_("Choose another name"), "name", detail=str(exc)) from None
     except FormError as exc:
         return form_page(request, spec, values, exc)
     session = new_session(request)
@@ -342,12 +340,12 @@ async def register(request: web.Request) -> web.Response:
 
 def _login_spec(next_url: str) -> FormSpec:
     return FormSpec(
-        title=N_("Log in"),
+        title=_("Log in"),
         action="/login",
-        submit=N_("Log in"),
+        submit=_("Log in"),
         fields=[
-            Field("name", N_("Name"), autocomplete="username"),
-            Field("password", N_("Password"), "password", autocomplete="current-password"),
+            Field("name", _("Name"), autocomplete="username"),
+            Field("password", _("Password"), "password", autocomplete="current-password"),
             Field("next", "next", "hidden", required=False, value=next_url),
         ],
     )
@@ -379,7 +377,7 @@ async def login(request: web.Request) -> web.Response:
     wait = state.throttle.wait(throttle_key, address)
     if wait > 0:
         error = FormError(
-            N_("Too many failed logins: wait before trying again"),
+            _("Too many failed logins: wait before trying again"),
             None,
             detail=f"{int(wait) + 1} s",
             status=429,
@@ -393,7 +391,7 @@ async def login(request: web.Request) -> web.Response:
     except keys.LoginFailed:
         state.throttle.failed(throttle_key, address)
         return form_page(
-            request, spec, values, FormError(N_("Wrong name or password"), "name", status=401)
+            request, spec, values, FormError(_("Wrong name or password"), "name", status=401)
         )
     except keys.SealedKeyError as exc:
         log.error("account %r: %s", name, exc)
@@ -401,7 +399,7 @@ async def login(request: web.Request) -> web.Response:
             request,
             spec,
             values,
-            FormError(N_("Your stored key is damaged: ask the node's admin"), None, status=500),
+            FormError(_("Your stored key is damaged: ask the node's admin"), None, status=500),
         )
     assert account is not None
     state.throttle.succeeded(throttle_key, address)

@@ -32,7 +32,8 @@ from .accounts import (
     publish_as,
     require_role,
 )
-from .formkit import N_, FormError, form_values, see_other
+from .formkit import N_ as _  # marks texts for translation (scripts/i18n)
+from .formkit import FormError, form_values, see_other
 from .forms import parse_date
 from .render import page
 from .sessions import get_session
@@ -131,7 +132,7 @@ async def approve(request: web.Request) -> web.Response:
         )
     except acc.AccountError as exc:
         return await _render(
-            request, who, FormError(N_("Not done"), None, detail=str(exc), status=409)
+            request, who, FormError(_("Not done"), None, detail=str(exc), status=409)
         )
     announce(request, [grant])
     raise see_other("/admin")
@@ -145,7 +146,7 @@ async def reject(request: web.Request) -> web.Response:
         )
     except acc.AccountError as exc:
         return await _render(
-            request, who, FormError(N_("Not done"), None, detail=str(exc), status=409)
+            request, who, FormError(_("Not done"), None, detail=str(exc), status=409)
         )
     raise see_other("/admin")
 
@@ -167,10 +168,10 @@ async def grant(request: web.Request) -> web.Response:
     try:
         member = await request.app[STORE].read(_member_key, values.get("member", ""))
         if member is None:
-            raise FormError(N_("No account of that name, and not a key"), "member")
+            raise FormError(_("No account of that name, and not a key"), "member")
         role = values.get("role", "")
         if role not in ROLES:
-            raise FormError(N_("Choose a role"), "role")
+            raise FormError(_("Choose a role"), "role")
         fields: dict[str, Any] = {"member": member, "role": role}
         until = values.get("until", "").strip()
         if until:
@@ -191,7 +192,7 @@ async def revoke(request: web.Request) -> web.Response:
         except ValueError:
             grant_id = b""
         if len(grant_id) != 32:
-            raise FormError(N_("Not a grant id"), "grant")
+            raise FormError(_("Not a grant id"), "grant")
         reason = values.get("reason", "").strip()
         await publish_as(request, who.key, "revoke", {"reason": reason}, [grant_id])
     except FormError as exc:
@@ -205,12 +206,12 @@ async def peer_add(request: web.Request) -> web.Response:
     url = values.get("url", "").strip()
     try:
         if not url.startswith(("http://", "https://")):
-            raise FormError(N_("A peer's address starts with http:// or https://"), "url")
+            raise FormError(_("A peer's address starts with http:// or https://"), "url")
         try:
             await request.app[PEERS].add(url)
         except (SyncError, peer_fns.PeerRefused) as exc:
             raise FormError(
-                N_("The peer was not added"), "url", detail=str(exc), status=409
+                _("The peer was not added"), "url", detail=str(exc), status=409
             ) from None
     except FormError as exc:
         return await _render(request, who, exc)
@@ -222,7 +223,7 @@ async def peer_remove(request: web.Request) -> web.Response:
     values = await form_values(request)
     removed = await request.app[STORE].write(peer_fns.remove_peer, values.get("url", ""))
     if not removed:
-        return await _render(request, who, FormError(N_("No such peer"), "url", status=404))
+        return await _render(request, who, FormError(_("No such peer"), "url", status=404))
     raise see_other("/admin")
 
 

@@ -23,18 +23,19 @@ from storage import forum
 
 from . import i18n
 from .accounts import Viewer, publish_as, require_member
-from .formkit import N_, Field, FormError, FormSpec, form_page, form_values, see_other
+from .formkit import N_ as _  # marks texts for translation (scripts/i18n)
+from .formkit import Field, FormError, FormSpec, form_page, form_values, see_other
 
 __all__ = ["ROUTES"]
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 SCOPES = (
-    ("local", N_("Local")),
-    ("regional", N_("Regional")),
-    ("national", N_("National")),
-    ("european", N_("European")),
+    ("local", _("Local")),
+    ("regional", _("Regional")),
+    ("national", _("National")),
+    ("european", _("European")),
 )
-CHOICES = (("yes", N_("Yes")), ("no", N_("No")), ("abstain", N_("Abstain")))
+CHOICES = (("yes", _("Yes")), ("no", _("No")), ("abstain", _("Abstain")))
 #: A new proposal's vote stays open this long unless the form says otherwise.
 DEFAULT_OPEN_DAYS = 14
 
@@ -44,8 +45,8 @@ def _langs() -> list[tuple[str, str]]:
 
 
 def _lang_field(request: web.Request) -> Field:
-    lang, _ = i18n.negotiate(request)
-    return Field("lang", N_("Language of your text"), "select", options=_langs(), value=lang)
+    lang, _remember = i18n.negotiate(request)
+    return Field("lang", _("Language of your text"), "select", options=_langs(), value=lang)
 
 
 def _target_id(request: web.Request) -> bytes:
@@ -76,7 +77,7 @@ def _text(values: dict[str, str], name: str) -> str:
 def _required(values: dict[str, str], *names: str) -> None:
     for name in names:
         if not _text(values, name):
-            raise FormError(N_("Fill in this field"), name)
+            raise FormError(_("Fill in this field"), name)
 
 
 def _where(thing_id: bytes, kind: str) -> str:
@@ -120,19 +121,19 @@ def _tags(raw: str) -> list[str]:
 
 async def new_topic(request: web.Request) -> web.Response:
     spec = FormSpec(
-        title=N_("New topic"),
+        title=_("New topic"),
         action="/new/topic",
-        submit=N_("Publish the topic"),
+        submit=_("Publish the topic"),
         fields=[
-            Field("title", N_("Title"), maxlength=200),
-            Field("text", N_("Text"), "textarea", required=False, hint=N_("Markdown is allowed.")),
+            Field("title", _("Title"), maxlength=200),
+            Field("text", _("Text"), "textarea", required=False, hint=_("Markdown is allowed.")),
             Field(
                 "tags",
-                N_("Tags"),
+                _("Tags"),
                 required=False,
-                hint=N_("Words separated by commas, e.g. schools, transport"),
+                hint=_("Words separated by commas, e.g. schools, transport"),
             ),
-            Field("scope", N_("Scope"), "select", options=SCOPES, value="local"),
+            Field("scope", _("Scope"), "select", options=SCOPES, value="local"),
             _lang_field(request),
         ],
     )
@@ -163,7 +164,7 @@ def parse_date(text: str) -> int:
             return int((day + dt.timedelta(days=1)).timestamp() * 1000) - 1
         when = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise FormError(N_("Enter a date like 2027-03-01"), "closes") from None
+        raise FormError(_("Enter a date like 2027-03-01"), "closes") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return int(when.timestamp() * 1000)
@@ -175,18 +176,18 @@ async def new_proposal(request: web.Request) -> web.Response:
         days=DEFAULT_OPEN_DAYS
     )
     spec = FormSpec(
-        title=N_("New proposal"),
+        title=_("New proposal"),
         action=f"/t/{topic['id']}/proposal",
-        submit=N_("Publish the proposal"),
+        submit=_("Publish the proposal"),
         fields=[
-            Field("title", N_("Title"), maxlength=200),
-            Field("problem", N_("The problem"), "textarea"),
-            Field("solution", N_("The solution you propose"), "textarea"),
+            Field("title", _("Title"), maxlength=200),
+            Field("problem", _("The problem"), "textarea"),
+            Field("solution", _("The solution you propose"), "textarea"),
             Field(
                 "closes",
-                N_("Voting closes"),
+                _("Voting closes"),
                 "date",
-                hint=N_("Votes count until the end of this day (UTC)."),
+                hint=_("Votes count until the end of this day (UTC)."),
                 value=default_close.date().isoformat(),
             ),
             _lang_field(request),
@@ -197,7 +198,7 @@ async def new_proposal(request: web.Request) -> web.Response:
         _required(values, "title", "problem", "solution", "closes")
         closes = parse_date(values.get("closes", ""))
         if closes <= now_ms():
-            raise FormError(N_("The closing date is in the past"), "closes")
+            raise FormError(_("The closing date is in the past"), "closes")
         fields = {
             "title": _text(values, "title"),
             "problem": _text(values, "problem"),
@@ -225,13 +226,13 @@ async def new_story(request: web.Request) -> web.Response:
         if topic is None or topic["kind"] != "topic" or topic["status"] != "visible":
             raise web.HTTPNotFound()
     spec = FormSpec(
-        title=N_("Tell a story"),
+        title=_("Tell a story"),
         action="/new/story",
-        submit=N_("Publish the story"),
-        intro=N_("Share an experience or a point of view with the community."),
+        submit=_("Publish the story"),
+        intro=_("Share an experience or a point of view with the community."),
         fields=[
-            Field("title", N_("Title"), maxlength=200),
-            Field("text", N_("Your story"), "textarea", hint=N_("Markdown is allowed.")),
+            Field("title", _("Title"), maxlength=200),
+            Field("text", _("Your story"), "textarea", hint=_("Markdown is allowed.")),
             _lang_field(request),
             Field("topic", "topic", "hidden", required=False, value=topic_hex),
         ],
@@ -259,11 +260,11 @@ COMMENTABLE = ("topic", "proposal", "story", "comment", "petition", "meeting", "
 async def comment(request: web.Request) -> web.Response:
     target = await _target(request, COMMENTABLE)
     spec = FormSpec(
-        title=N_("Reply"),
+        title=_("Reply"),
         action=f"/m/{target['id']}/comment",
-        submit=N_("Publish the reply"),
+        submit=_("Publish the reply"),
         fields=[
-            Field("text", N_("Your reply"), "textarea", hint=N_("Markdown is allowed.")),
+            Field("text", _("Your reply"), "textarea", hint=_("Markdown is allowed.")),
             _lang_field(request),
         ],
     )
@@ -280,7 +281,7 @@ async def comment(request: web.Request) -> web.Response:
 
 def _thread_page(db: Database, thing_id: bytes) -> str:
     """The page a thing's thread is read on: climb from comments to what they reply to."""
-    for _ in range(64):
+    for _step in range(64):
         thing = forum.thing(db, thing_id)
         if thing is None:
             break
@@ -320,14 +321,14 @@ async def vote(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     mine = context["my_ballot"]
     spec = FormSpec(
-        title=N_("Vote"),
+        title=_("Vote"),
         action=f"/m/{target['id']}/vote",
-        submit=N_("Cast my vote"),
-        intro=N_("A new vote replaces your previous one until the vote closes."),
+        submit=_("Cast my vote"),
+        intro=_("A new vote replaces your previous one until the vote closes."),
         fields=[
             Field(
                 "choice",
-                N_("Your vote"),
+                _("Your vote"),
                 "radio",
                 options=CHOICES,
                 value=mine["choice"] if mine else "",
@@ -338,7 +339,7 @@ async def vote(request: web.Request) -> web.Response:
     def build(values: dict[str, str], who: Viewer) -> Any:
         choice = values.get("choice", "")
         if choice not in ("yes", "no", "abstain"):
-            raise FormError(N_("Choose yes, no or abstain"), "choice")
+            raise FormError(_("Choose yes, no or abstain"), "choice")
         return "vote", {"choice": choice}, [proposal], f"/m/{target['id']}/vote"
 
     return await _handle(request, spec, build, context=context, template="vote.html")
@@ -350,10 +351,10 @@ async def vote(request: web.Request) -> web.Response:
 async def sign(request: web.Request) -> web.Response:
     target = await _target(request, ("petition",))
     spec = FormSpec(
-        title=N_("Sign the petition"),
+        title=_("Sign the petition"),
         action=f"/m/{target['id']}/sign",
-        submit=N_("Sign"),
-        intro=N_("Your signature is public and counts once."),
+        submit=_("Sign"),
+        intro=_("Your signature is public and counts once."),
         fields=[],
     )
 
@@ -378,10 +379,10 @@ async def answer(request: web.Request) -> web.Response:
             options = [(str(j), str(o)) for j, o in enumerate(q.get("options", []))]
             fields.append(Field(f"q{i}", label, "radio", required=False, options=options))
     spec = FormSpec(
-        title=N_("Answer the survey"),
+        title=_("Answer the survey"),
         action=f"/m/{target['id']}/answer",
-        submit=N_("Send my answers"),
-        intro=N_("Leave a question blank to skip it. New answers replace your earlier ones."),
+        submit=_("Send my answers"),
+        intro=_("Leave a question blank to skip it. New answers replace your earlier ones."),
         fields=fields,
     )
 
@@ -395,7 +396,7 @@ async def answer(request: web.Request) -> web.Response:
                 answers.append(raw)
             else:
                 if not raw.isdigit() or int(raw) >= len(q.get("options", [])):
-                    raise FormError(N_("Choose one of the options"), f"q{i}")
+                    raise FormError(_("Choose one of the options"), f"q{i}")
                 answers.append(int(raw))
         return "answer", {"answers": answers}, [bytes.fromhex(target["id"])], None
 
@@ -408,11 +409,11 @@ async def answer(request: web.Request) -> web.Response:
 async def report(request: web.Request) -> web.Response:
     target = await _target(request)
     spec = FormSpec(
-        title=N_("Report to the moderators"),
+        title=_("Report to the moderators"),
         action=f"/m/{target['id']}/report",
-        submit=N_("Send the report"),
-        intro=N_("Reports are public. A moderator reads each one."),
-        fields=[Field("reason", N_("What is wrong with it?"), "textarea")],
+        submit=_("Send the report"),
+        intro=_("Reports are public. A moderator reads each one."),
+        fields=[Field("reason", _("What is wrong with it?"), "textarea")],
     )
 
     back = await request.app[STORE].read(_thread_page, bytes.fromhex(target["id"]))

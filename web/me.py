@@ -20,7 +20,8 @@ from storage import forum
 from . import keys
 from .accounts import ACCOUNTS, Viewer, publish_as, require_viewer
 from .admin import _account_json
-from .formkit import N_, FormError, form_values, see_other
+from .formkit import N_ as _  # marks texts for translation (scripts/i18n)
+from .formkit import FormError, form_values, see_other
 from .forms import _target_id
 from .render import page
 from .sessions import get_session
@@ -98,7 +99,7 @@ async def _check_password(request: web.Request, who: Viewer, password: str) -> N
     wait = state.throttle.wait(throttle_key, address)
     if wait > 0:
         raise FormError(
-            N_("Too many failed logins: wait before trying again"),
+            _("Too many failed logins: wait before trying again"),
             None,
             detail=f"{int(wait) + 1} s",
             status=429,
@@ -107,7 +108,7 @@ async def _check_password(request: web.Request, who: Viewer, password: str) -> N
         await asyncio.to_thread(keys.login, who.account, password, state.params)
     except keys.LoginFailed:
         state.throttle.failed(throttle_key, address)
-        raise FormError(N_("Wrong password"), "password", status=401) from None
+        raise FormError(_("Wrong password"), "password", status=401) from None
     state.throttle.succeeded(throttle_key, address)
 
 
@@ -137,11 +138,9 @@ async def change_password(request: web.Request) -> web.Response:
         try:
             keys.check_password(new)
         except keys.PasswordError as exc:
-            raise FormError(
-                N_("Choose another password"), "new_password", detail=str(exc)
-            ) from None
+            raise FormError(_("Choose another password"), "new_password", detail=str(exc)) from None
         if new != values.get("new_password2", ""):
-            raise FormError(N_("The two passwords differ"), "new_password2")
+            raise FormError(_("The two passwords differ"), "new_password2")
         await _check_password(request, who, values.get("password", ""))
         sealed = await asyncio.to_thread(keys.seal, new, who.key, state.params)
         try:
@@ -153,7 +152,7 @@ async def change_password(request: web.Request) -> web.Response:
                 sealed_key=sealed.sealed_key,
             )
         except acc.AccountError as exc:
-            raise FormError(N_("Not done"), None, detail=str(exc), status=409) from None
+            raise FormError(_("Not done"), None, detail=str(exc), status=409) from None
     except FormError as exc:
         return await _render(request, who, exc)
     raise see_other("/me?changed=password")

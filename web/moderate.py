@@ -12,7 +12,8 @@ from node.appkeys import COMMUNITY_ID, STORE
 from storage import forum
 
 from .accounts import Viewer, publish_as, require_role
-from .formkit import N_, Field, FormError, FormSpec, form_page, form_values, see_other
+from .formkit import N_ as _  # marks texts for translation (scripts/i18n)
+from .formkit import Field, FormError, FormSpec, form_page, form_values, see_other
 from .forms import _target_id
 from .render import page
 
@@ -32,13 +33,13 @@ async def _moderate(request: web.Request, action: str) -> web.Response:
     thing = await request.app[STORE].read(forum.thing, _target_id(request))
     if thing is None or thing["community"] != request.app[COMMUNITY_ID].hex():
         raise web.HTTPNotFound()
-    title = N_("Hide a message") if action == "hide" else N_("Show a message again")
+    title = _("Hide a message") if action == "hide" else _("Show a message again")
     spec = FormSpec(
         title=title,
         action=f"/m/{thing['id']}/{action}",
-        submit=N_("Hide it") if action == "hide" else N_("Show it again"),
-        intro=N_("The reason is published in the moderation log."),
-        fields=[Field("reason", N_("Reason"), "textarea")],
+        submit=_("Hide it") if action == "hide" else _("Show it again"),
+        intro=_("The reason is published in the moderation log."),
+        fields=[Field("reason", _("Reason"), "textarea")],
     )
     about = {k: thing.get(k) for k in ("id", "kind", "title", "text", "lang", "status")}
     context = {"target": about if thing["status"] == "visible" else {"id": thing["id"]}}
@@ -48,7 +49,7 @@ async def _moderate(request: web.Request, action: str) -> web.Response:
     try:
         reason = values.get("reason", "").strip()
         if not reason:
-            raise FormError(N_("Fill in this field"), "reason")
+            raise FormError(_("Fill in this field"), "reason")
         await publish_as(request, who.key, action, {"reason": reason}, [bytes.fromhex(thing["id"])])
     except FormError as exc:
         return form_page(request, spec, values, exc, context=context)
