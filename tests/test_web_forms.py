@@ -15,7 +15,7 @@ from storage import accounts as acc
 from web.accounts import ACCOUNTS
 from web.throttle import LoginThrottle
 
-from .webflow import PASSWORD, Client, Node, add_user, login, make_node, post, twin
+from .webflow import PASSWORD, Client, Node, add_user, login, make_node, post, token, twin
 
 ClientMaker = Callable[..., Awaitable[Client]]
 
@@ -89,6 +89,7 @@ async def test_register_wait_for_approval_then_take_part(
     )
     text = await response.text()
     assert response.status == 400 and "Nom affiché" in text and "Choisissez un autre nom" in text
+    await resident.get("/register?lang=en")  # back to English (?lang= set a cookie)
 
     response = await post(resident, "/register", good)
     assert response.status == 303 and response.headers["Location"] == "/me"
