@@ -62,9 +62,8 @@ async def test_demo_nodes_have_accounts_to_log_in_with(
     config = create_demo_node(tmp_path / "demo", DEMO_COMMUNITIES[0], 8470)
     app = create_app(config, sync_interval=3600.0)
     app[ACCOUNTS].params = FAST
+    first = await aiohttp_client(app)
     for name, role in DEMO_ACCOUNTS:
-        client = (
-            await aiohttp_client(app) if name == "admin" else await aiohttp_client(client.server)
-        )
+        client = first if name == "admin" else await aiohttp_client(first.server)
         await login(client, name, DEMO_PASSWORD)
         assert role in (await twin(client, "/me"))["me"]["roles"]
