@@ -360,3 +360,38 @@ async def test_me_data_key_password_and_erase(node: Node, aiohttp_client: Client
     assert (await twin(alice, f"/t/{topic}"))["topic"]["status"] == "erased"
     other = await add_user(node, "Bob")
     assert other is not None
+
+
+async def test_a_web_post_reaches_a_peer_at_once(
+    tmp_path: Path, aiohttp_client: ClientMaker
+) -> None:
+    """What a resident publishes in the browser is pushed to the node's peers as soon as
+    it is stored (no sync round needed): the topic, and an approval's grant."""
+    import asyncio
+
+    from aiohttp.test_utils import TestServer
+
+    from node.appkeys import PEERS
+    from storage import forum
+
+    a = make_node(tmp_path, "Bomarzo", "a")
+    b = make_node(tmp_path, "Viterbo", "b")
+    server_b = TestServer(b.app)
+    await server_b.start_server()
+    try:
+        (client,) = await clients(a, aiohttp_client, 1)
+        await a.app[PEERS].add(str(server_b.make_url("")).rstrip("/"))
+        await add_user(a, "Admin", "admin")
+        await login(client, "Admin")
+        topic = await _topic(client)
+        # Wait (bounded) for the push: the test asserts that it arrives, not how fast.
+        for _ in range(200):
+            held = await b.app[STORE].read(forum.thing, bytes.fromhex(topic))
+            if held is not None and held["status"] == "visible":
+                break
+            await asyncio.sleep(0.05)
+        # B holds the admin's grant too (the tail pushes what add_account wrote): it counts.
+        assert held is not None and held["status"] == "visible"
+        assert held["title"] == "Schools"
+    finally:
+        await server_b.close()
