@@ -395,3 +395,91 @@ async def test_a_web_post_reaches_a_peer_at_once(
         assert held["title"] == "Schools"
     finally:
         await server_b.close()
+
+
+async def test_admin_rejects_grants_revokes_and_manages_peers(
+    tmp_path: Path, aiohttp_client: ClientMaker
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    a = make_node(tmp_path, "Bomarzo", "a")
+    b = make_node(tmp_path, "Viterbo", "b")
+    server_b = TestServer(b.app)
+    await server_b.start_server()
+    try:
+        admin, official, resident = await clients(a, aiohttp_client, 3)
+        await add_user(a, "Admin", "admin")
+        await add_user(a, "Olga", "official")
+        carl = await add_user(a, "Carl")
+        await login(admin, "Admin")
+        await login(official, "Olga")
+        await login(resident, "Carl")
+        # A resident sees no admin page; an official sees accounts but not roles/peers.
+        assert (await resident.get("/admin", allow_redirects=False)).status == 403
+        assert (await twin(official, "/admin"))["is_admin"] is False
+        response = await post(
+            official, "/admin/grant", {"member": "Carl", "role": "admin"}, form="/admin"
+        )
+        assert response.status == 403
+
+        # Rejecting a pending registration publishes nothing.
+        pw = {"name": "Dora", "password": PASSWORD, "password2": PASSWORD}
+        (dora,) = [await aiohttp_client(admin.server)]
+        assert (await post(dora, "/register", pw)).status == 303
+        pending = (await twin(official, "/admin"))["pending"]
+        response = await post(
+            official, f"/admin/accounts/{pending[0]['id']}/reject", {}, form="/admin"
+        )
+        assert response.status == 303
+        me = await twin(dora, "/me")
+        assert me["me"]["status"] == "rejected" and me["me"]["roles"] == []
+        assert (await dora.get("/new/topic", allow_redirects=False)).status == 403
+
+        # Grant with an end date, bad input, then revoke.
+        for bad in (
+            {"member": "nobody", "role": "moderator"},
+            {"member": "Carl", "role": "king"},
+            {"member": "Carl", "role": "moderator", "until": "someday"},
+        ):
+            response = await post(admin, "/admin/grant", bad, form="/admin")
+            assert response.status == 400, bad
+        response = await post(
+            admin,
+            "/admin/grant",
+            {"member": "Carl", "role": "moderator", "until": "2099-12-31"},
+            form="/admin",
+        )
+        assert response.status == 303
+        grants = (await twin(admin, "/admin"))["grants"]
+        mod = [
+            g for g in grants if g["member"] == carl.public_key.hex() and g["role"] == "moderator"
+        ]
+        assert len(mod) == 1 and mod[0]["until"] == 4_102_444_799_999
+        assert "moderator" in (await twin(resident, "/me"))["me"]["roles"]
+        response = await post(admin, "/admin/revoke", {"grant": "zz", "reason": ""}, form="/admin")
+        assert response.status == 400
+        response = await post(
+            admin, "/admin/revoke", {"grant": mod[0]["grant"], "reason": "term"}, form="/admin"
+        )
+        assert response.status == 303
+        assert "moderator" not in (await twin(resident, "/me"))["me"]["roles"]
+
+        # Peers: a bad address, an unreachable one, then add, see, remove.
+        url_b = str(server_b.make_url("")).rstrip("/")
+        response = await post(admin, "/admin/peers/add", {"url": "ftp://x"}, form="/admin")
+        assert response.status == 400
+        response = await post(
+            admin, "/admin/peers/add", {"url": "http://127.0.0.1:9"}, form="/admin"
+        )
+        assert response.status == 409 and "The peer was not added" in await response.text()
+        response = await post(admin, "/admin/peers/add", {"url": url_b}, form="/admin")
+        assert response.status == 303
+        peers = (await twin(admin, "/admin"))["peers"]
+        assert [(p["url"], p["community"]) for p in peers] == [(url_b, b.community)]
+        response = await post(admin, "/admin/peers/remove", {"url": url_b}, form="/admin")
+        assert response.status == 303
+        assert (await twin(admin, "/admin"))["peers"] == []
+        response = await post(admin, "/admin/peers/remove", {"url": url_b}, form="/admin")
+        assert response.status == 404
+    finally:
+        await server_b.close()
