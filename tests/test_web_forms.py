@@ -483,3 +483,17 @@ async def test_admin_rejects_grants_revokes_and_manages_peers(
         assert response.status == 404
     finally:
         await server_b.close()
+
+
+async def test_registrations_are_throttled_per_address(
+    node: Node, aiohttp_client: ClientMaker
+) -> None:
+    (client,) = await clients(node, aiohttp_client, 1)
+    for i in range(5):
+        data = {"name": f"Person {i}", "password": PASSWORD, "password2": PASSWORD}
+        assert (await post(client, "/register", data)).status == 303
+    data = {"name": "Person 9", "password": PASSWORD, "password2": PASSWORD}
+    response = await post(client, "/register", data)
+    assert response.status == 429 and "Too many registrations" in await response.text()
+    names = [a.name for a in await node.app[STORE].read(acc.list_accounts)]
+    assert names == [f"Person {i}" for i in range(5)]

@@ -51,7 +51,7 @@ from .formkit import (
     see_other,
 )
 from .sessions import get_session, new_session
-from .throttle import LoginThrottle
+from .throttle import LoginThrottle, Policy, address_key
 
 __all__ = [
     "ACCOUNTS",
@@ -69,6 +69,9 @@ __all__ = [
 log = logging.getLogger("fora.web")
 
 
+REGISTRATION_POLICY = Policy(free=4, base=60.0, factor=2.0, cap=3600.0)
+
+
 @dataclass
 class AccountsState:
     """What the accounts work holds: the community key (to sign approvals' grants),
@@ -78,6 +81,13 @@ class AccountsState:
     community_key: Ed25519PrivateKey | None = None
     params: keys.ScryptParams = keys.DEFAULT_PARAMS
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    #: Registrations per address (each costs a full scrypt derivation): 5 in a row
+    #: free (forgotten an hour after the last), then 1 minute, 2, 4 ... up to an hour.
+    registrations: LoginThrottle = field(
+        default_factory=lambda: LoginThrottle(
+            account_policy=REGISTRATION_POLICY, address_policy=REGISTRATION_POLICY
+        )
+    )
 
 
 ACCOUNTS = web.AppKey("accounts", AccountsState)
@@ -315,6 +325,16 @@ async def register(request: web.Request) -> web.Response:
             raise FormError(_("Choose another password"), "password", detail=str(exc)) from None
         if password != values.get("password2", ""):
             raise FormError(_("The two passwords differ"), "password2")
+        address = address_key(request.remote or "")
+        wait = state.registrations.wait(address, address)
+        if wait > 0:
+            raise FormError(
+                _("Too many registrations from your address: wait before trying again"),
+                None,
+                detail=f"{int(wait) + 1} s",
+                status=429,
+            )
+        state.registrations.failed(address, address)
         key, sealed = await asyncio.to_thread(keys.new_resident, password, state.params)
         try:
             account = await request.app[STORE].write(
