@@ -13,6 +13,7 @@ from playwright.async_api import Page
 from node.app import create_app
 from node.appkeys import PEERS
 from node.publish import add_account, init_node
+from protocol import signing
 
 from ..webflow import FAST, PASSWORD
 from .conftest import LiveNode
@@ -158,3 +159,93 @@ async def test_register_approve_post_vote_moderate_and_sync(
         assert held["counts"]["yes"] == 1
         state = await (await page.request.get(url2 + f"/m/{comment}.json")).json()
         assert state["thing"]["status"] == "hidden"
+
+
+async def test_the_other_form_pages_pass_axe(
+    page: Page, live_node: LiveNode, console_watch: ConsoleWatch
+) -> None:
+    """Log in, sign a petition, answer a survey (keyboard only), the refusal page of a
+    pending account, and showing a hidden message again: each page passes axe."""
+    from node.publish import publish
+    from web.accounts import ACCOUNTS
+
+    url = live_node.url
+    live_node.app[ACCOUNTS].params = FAST
+    await live_node.store.write(
+        add_account, live_node.key, name="Mod", password=PASSWORD, role="moderator", params=FAST
+    )
+    community = signing.public_key_bytes(live_node.key)
+    far = 4_000_000_000_000
+    petition = await live_node.store.write(
+        publish,
+        live_node.key,
+        community,
+        "petition",
+        {"title": "Plant trees", "text": "Along the river", "goal": 10, "closes": far},
+    )
+    survey = await live_node.store.write(
+        publish,
+        live_node.key,
+        community,
+        "survey",
+        {
+            "title": "The mayor's work",
+            "intro": "",
+            "opens": 0,
+            "closes": far,
+            "questions": [
+                {"text": "How good?", "type": "scale", "options": ["bad", "fair", "good"]},
+                {"text": "Why?", "type": "text", "options": []},
+            ],
+        },
+    )
+    await page.goto(url + "/login")
+    await axe_check(page)
+    await _login(page, url, "Mod", PASSWORD)
+
+    await page.goto(url + f"/m/{petition.hex_id}")
+    await page.get_by_role("link", name="Sign the petition").click()
+    await axe_check(page)
+    await page.get_by_role("button", name="Sign").click()
+    await page.wait_for_url(url + f"/m/{petition.hex_id}")
+    signed = await (await page.request.get(url + f"/m/{petition.hex_id}.json")).json()
+    assert signed["counts"]["signatures"] == 1
+
+    await page.goto(url + f"/m/{survey.hex_id}/answer")
+    await axe_check(page)
+    await tab_to(page, page.get_by_role("radio", name="bad"))
+    await page.keyboard.press("ArrowDown")  # bad -> fair
+    assert await page.get_by_role("radio", name="fair").is_checked()
+    await tab_to(page, page.get_by_label("Why?"))
+    await page.keyboard.type("Quick answers")
+    async with page.expect_navigation():
+        await activate_by_keyboard(page, page.get_by_role("button", name="Send my answers"))
+    results = await (await page.request.get(url + f"/m/{survey.hex_id}.json")).json()
+    assert results["respondents"] == 1 and results["results"][0]["counts"] == [0, 1, 0]
+
+    # Hide the petition, then show it again from its unhide form.
+    await page.goto(url + f"/m/{petition.hex_id}/hide")
+    await page.get_by_label("Reason").fill("Duplicate")
+    await page.get_by_role("button", name="Hide it").click()
+    await page.wait_for_url(url + "/mod/reports")
+    await page.goto(url + f"/m/{petition.hex_id}/unhide")
+    await axe_check(page)
+    await page.get_by_label("Reason").fill("Not a duplicate")
+    await page.get_by_role("button", name="Show it again").click()
+    await page.wait_for_url(url + "/moderation")
+    await axe_check(page)
+    await _logout(page, url)
+
+    # A pending account is refused the forms, with a page that says why.
+    await page.goto(url + "/register")
+    await page.get_by_label("Name", exact=True).fill("Newcomer")
+    await page.get_by_label("Password", exact=True).fill(RESIDENT_PW)
+    await page.get_by_label("Password again").fill(RESIDENT_PW)
+    await page.get_by_role("button", name="Register").click()
+    await page.wait_for_url(url + "/me")
+    response = await page.goto(url + "/new/topic")
+    assert response is not None and response.status == 403
+    assert "waiting for approval" in await page.get_by_role("main").inner_text()
+    await axe_check(page)
+    taken = console_watch.take()  # Chromium logs the 403 itself: expected, and only it
+    assert len(taken) == 1 and "403" in taken[0]
