@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from node.appkeys import STORE
+from node.appkeys import SESSIONS, STORE
 from protocol import signing
 from storage import accounts as acc
 from web.accounts import ACCOUNTS
@@ -151,10 +151,20 @@ async def test_login_throttled_and_logout(node: Node, aiohttp_client: ClientMake
     # alone, but the address has used its free failures too: a fresh throttle (the
     # delays themselves are web/throttle.py's tests) lets Bruno in.
     node.app[ACCOUNTS].throttle = LoginThrottle()
+    before = client.session.cookie_jar.filter_cookies(client.make_url("/")).get("fora_session")
+    assert before is not None  # the login form started a session
     await login(client, "Bruno")
     assert (await twin(client, "/me"))["me"]["name"] == "Bruno"
+    after = client.session.cookie_jar.filter_cookies(client.make_url("/")).get("fora_session")
+    assert after is not None and after.value != before.value  # a new session id at login
+    sessions = node.app[SESSIONS]
+    assert sessions.get(before.value) is None
+    logged_in = sessions.get(after.value)
+    assert logged_in is not None and logged_in.signing_key is not None
     response = await post(client, "/logout", {}, form="/me")
     assert response.status == 303
+    # Logging out drops the session and the unsealed key with it.
+    assert sessions.get(after.value) is None and logged_in.signing_key is None
     response = await client.get("/me", allow_redirects=False)
     assert response.status == 303 and response.headers["Location"].startswith("/login")
     # An outside "next" is not followed after a login.
@@ -333,6 +343,27 @@ async def test_me_data_key_password_and_erase(node: Node, aiohttp_client: Client
     pem = await response.read()
     key = signing.private_key_from_pem(pem)
     assert signing.public_key_bytes(key) == account.public_key
+    # The downloaded key works with the command line: a comment posted with it counts.
+    from node.cli import main
+
+    key_file = node.config.dir / "alice.key"
+    key_file.write_bytes(pem)
+    args = [
+        "post",
+        str(node.config.dir),
+        "comment",
+        "--target",
+        topic,
+        "--text",
+        "From the CLI",
+        "--lang",
+        "en",
+        "--key",
+        str(key_file),
+    ]
+    assert main(args) == 0
+    comments = (await twin(alice, f"/t/{topic}"))["comments"]
+    assert [c["text"] for c in comments] == ["From the CLI"]
 
     response = await post(
         alice,
