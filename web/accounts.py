@@ -387,8 +387,10 @@ async def login(request: web.Request) -> web.Response:
     next_url = _safe_next(values.get("next", "/me"))
     spec = _login_spec(next_url)
     state = request.app[ACCOUNTS]
-    name = values.get("name", "")
+    name = values.get("name", "")[: acc.MAX_NAME * 4]  # no name is longer; cap the work
     password = values.get("password", "")
+    if len(password) > keys.MAX_PASSWORD * 4:
+        password = ""  # no password is that long: fails like any wrong one
     try:
         throttle_key = acc.name_key(name)[:100]
     except Exception:
