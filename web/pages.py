@@ -18,7 +18,7 @@ from storage import peers as peer_fns
 from . import feeds
 from .render import page, wants_json
 
-__all__ = ["ROUTES", "not_found"]
+__all__ = ["ROUTES", "not_found", "public_panel"]
 
 SCOPES = ("local", "regional", "national", "european")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -40,6 +40,14 @@ def public(thing: dict[str, Any] | None) -> dict[str, Any] | None:
     if thing is None or thing.get("status") == "visible":
         return thing
     return {k: thing[k] for k in _PUBLIC_KEYS if k in thing}
+
+
+def public_panel(page: dict[str, Any]) -> dict[str, Any]:
+    """A panel's page as pages may show it: whole when visible, otherwise only who,
+    when and why it is not shown (no name, roll, draw or selection)."""
+    if page["panel"]["status"] == "visible":
+        return page
+    return {"panel": public(page["panel"]), "draw": None, "selected": [], "draws": []}
 
 
 def _names(db: Database, *groups: Any) -> dict[str, str]:
@@ -85,6 +93,7 @@ def _community_context(
         "stories": forum.newest_stories(db, community, limit=10),
         "infokit": forum.infokit(db, community),
         "closing_soon": forum.closing_soon(db, community, now_ms=now, limit=10),
+        "panels": forum.panels(db, community, limit=10),
     }
     ctx["names"] = _names(db, ctx["community"])
     return ctx
@@ -158,7 +167,7 @@ def _topic_context(db: Database, topic: bytes, page_number: int) -> dict[str, An
     ctx.update(_comments(db, topic, page_number))
     if ctx["topic"]["status"] != "visible":
         # What hangs under a hidden or erased topic is not listed with it.
-        ctx.update(proposals=[], stories=[], comments=[])
+        ctx.update(proposals=[], stories=[], comments=[], panels=[])
     ctx["names"] = _names(db, ctx)
     return ctx
 
@@ -194,6 +203,16 @@ def _message_context(
             ctx["meeting"] = public(ctx["meeting"])
     elif thing is not None:
         ctx = {"thing": public(thing)}
+    elif (panel := forum.panel_page(db, message)) is not None:
+        ctx = public_panel(panel)
+        kind = "panel"
+        topic_id = ctx["panel"].get("topic")
+        t = forum.thing(db, bytes.fromhex(topic_id)) if topic_id else None
+        ctx["parent"] = (
+            {"id": t["id"], "kind": t["kind"], "title": t["title"], "status": t["status"]}
+            if t is not None and t["status"] == "visible"
+            else None
+        )
     else:
         shown = forum.show(db, message)
         if shown is None:
@@ -226,6 +245,7 @@ _TEMPLATES = {
     "petition": "petition.html",
     "survey": "survey.html",
     "meeting": "meeting.html",
+    "panel": "panel.html",
 }
 
 
