@@ -12,6 +12,7 @@ from aiohttp import web
 
 from node.appkeys import SESSIONS, STATIC, TEMPLATES
 
+from .cache import PAGE_CACHE, PageCache
 from .pages import ROUTES, not_found_middleware
 from .render import Templates
 from .security import csrf_middleware, headers_middleware
@@ -76,6 +77,7 @@ async def templates_ctx(app: web.Application) -> AsyncIterator[None]:
 def setup_web(app: web.Application) -> None:
     sessions = SessionStore()
     app[SESSIONS] = sessions
+    app[PAGE_CACHE] = PageCache()
     app.cleanup_ctx.append(templates_ctx)
     app.middlewares.extend(web_middlewares(sessions))  # type: ignore[arg-type]
     add_page_routes(app)

@@ -16,6 +16,7 @@ from storage import forum
 from storage import peers as peer_fns
 
 from . import feeds
+from .cache import cached
 from .render import page, wants_json
 
 __all__ = ["ROUTES", "not_found", "public_panel"]
@@ -391,14 +392,14 @@ async def not_found_middleware(request: web.Request, handler: Any) -> web.Stream
 
 #: (path, handler, has a JSON twin)
 ROUTES: list[tuple[str, Any, bool]] = [
-    ("/", home, True),
-    ("/c/{community:[0-9a-fA-F]{64}}", community, True),
-    ("/c/{community:[0-9a-fA-F]{64}}/feed.atom", community_feed, False),
-    ("/t/{id:[0-9a-fA-F]{64}}", topic, True),
-    ("/t/{id:[0-9a-fA-F]{64}}/feed.atom", topic_feed, False),
-    ("/m/{id:[0-9a-fA-F]{64}}", message, True),
-    ("/search", search, True),
-    ("/federation", federation, True),
-    ("/moderation", moderation, True),
-    ("/members/{key:[0-9a-fA-F]{64}}", member, True),
+    ("/", cached(home), True),
+    ("/c/{community:[0-9a-fA-F]{64}}", cached(community), True),
+    ("/c/{community:[0-9a-fA-F]{64}}/feed.atom", cached(community_feed), False),
+    ("/t/{id:[0-9a-fA-F]{64}}", cached(topic), True),
+    ("/t/{id:[0-9a-fA-F]{64}}/feed.atom", cached(topic_feed), False),
+    ("/m/{id:[0-9a-fA-F]{64}}", cached(message), True),
+    ("/search", cached(search), True),
+    ("/federation", cached(federation), True),
+    ("/moderation", cached(moderation), True),
+    ("/members/{key:[0-9a-fA-F]{64}}", cached(member), True),
 ]

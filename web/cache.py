@@ -1,0 +1,144 @@
+"""Rendered pages kept per page version, so a page read again is not read and rendered
+again.
+
+A page's version is the store's write generation (any write may change any page: a
+vote moves counts on the home page, a hide empties a comment) plus its age: an entry
+lives at most :data:`TTL` seconds, for what changes without a write through this
+process (a proposal closing as time passes, a ``fora post`` from another process, a
+peer's sync state). Only anonymous reads are cached: a request with a session (a
+logged-in resident, or a form's CSRF token) or a ``?lang=`` (which sets a cookie) is
+always rendered. The key is the UI language, HTML or JSON, and the path with its
+query string.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from node.appkeys import STORE
+
+from . import i18n
+from .render import wants_json
+from .sessions import get_session
+
+__all__ = ["MAX_BYTES", "MAX_ENTRIES", "PAGE_CACHE", "TTL", "PageCache", "cached"]
+
+TTL = 10.0
+MAX_ENTRIES = 2_000
+MAX_BYTES = 64 * 1024 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    generation: int
+    born: float
+    status: int
+    content_type: str
+    charset: str | None
+    body: bytes
+
+
+class PageCache:
+    """A bounded LRU of rendered pages (entries and bytes both bounded)."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, bool, str], _Entry] = OrderedDict()
+        self._bytes = 0
+        #: Keys being rendered now: a request for one waits for that render (one
+        #: render per page version, however many readers ask at once).
+        self.pending: dict[tuple[str, bool, str], asyncio.Event] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[str, bool, str], generation: int, now: float) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.generation != generation or now - entry.born >= TTL:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry
+
+    def put(self, key: tuple[str, bool, str], entry: _Entry) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body)
+        if len(entry.body) > self.max_bytes // 8:
+            return
+        self._entries[key] = entry
+        self._bytes += len(entry.body)
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= len(dropped.body)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+#: The app's page cache (``setup_web`` puts one there).
+PAGE_CACHE = web.AppKey("page_cache", PageCache)
+
+
+def cached(handler: Handler) -> Handler:
+    """``handler`` behind the page cache (anonymous GETs only)."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        if request.method != "GET" or "lang" in request.query or get_session(request) is not None:
+            return await handler(request)
+        cache = request.app.get(PAGE_CACHE)
+        if cache is None:
+            return await handler(request)
+        generation = request.app[STORE].generation
+        lang, _ = i18n.negotiate(request)
+        key = (lang, wants_json(request), request.path_qs)
+        now = time.monotonic()
+        entry = cache.get(key, generation, now)
+        if entry is None and key in cache.pending:
+            await cache.pending[key].wait()
+            now = time.monotonic()
+            entry = cache.get(key, generation, now)
+        if entry is None:
+            rendering = cache.pending.setdefault(key, asyncio.Event())
+            try:
+                response = await handler(request)
+            finally:
+                if cache.pending.get(key) is rendering:
+                    del cache.pending[key]
+                rendering.set()
+            if (
+                type(response) is not web.Response
+                or response.status != 200
+                or response.cookies
+                or not isinstance(response.body, bytes)
+            ):
+                return response
+            entry = _Entry(
+                generation,
+                now,
+                response.status,
+                response.content_type,
+                response.charset,
+                response.body,
+            )
+            cache.put(key, entry)
+            return response
+        return web.Response(
+            body=entry.body,
+            status=entry.status,
+            content_type=entry.content_type,
+            charset=entry.charset,
+        )
+
+    wrapper.__name__ = getattr(handler, "__name__", "page")
+    wrapper.__doc__ = handler.__doc__
+    return wrapper
