@@ -115,9 +115,12 @@ async def test_charts_are_svg_images_with_a_text_alternative(
         await expect(chart).to_have_accessible_name(caption)
         assert await chart.evaluate("(el) => el.tagName.toLowerCase()") == "svg"
         # The bars are drawn: a rect per row, the longest one for the largest count.
-        widths = [float(w) for w in await chart.locator("rect").evaluate_all(
-            "(rs) => rs.map((r) => r.getAttribute('width'))"
-        )]
+        widths = [
+            float(w)
+            for w in await chart.locator("rect").evaluate_all(
+                "(rs) => rs.map((r) => r.getAttribute('width'))"
+            )
+        ]
         assert len(widths) == 3 and max(widths) > 0
 
 
