@@ -3,10 +3,12 @@ anonymous GETs only, bounded in entries and bytes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from node.app import create_app
@@ -15,6 +17,7 @@ from node.clock import now_ms
 from node.folder import load_config
 from node.publish import init_node
 from storage.messages import ingest
+from web import cache as web_cache
 from web.cache import PAGE_CACHE, PageCache, _Entry
 from web.sessions import COOKIE
 
@@ -73,6 +76,26 @@ async def test_sessions_and_language_choices_are_never_cached(
     assert len(cache) == 2
 
 
+async def test_an_old_page_is_served_once_more_while_it_is_rendered_again(
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    init_node(tmp_path / "n", name="Bomarzo", country="IT")
+    app = create_app(load_config(tmp_path / "n"))
+    client = await aiohttp_client(app)
+    cache = app[PAGE_CACHE]
+    first = await (await client.get("/federation")).text()
+    key = ("en", False, "/federation")
+    born = cache.get(key, app[STORE].generation).born  # type: ignore[union-attr]
+    monkeypatch.setattr(web_cache, "TTL", 0.0)  # every entry is now old
+    assert await (await client.get("/federation")).text() == first
+    assert len(cache.refreshing) == 1
+    await asyncio.gather(*cache.refreshing)
+    renewed = cache.get(key, app[STORE].generation)
+    assert renewed is not None and renewed.born > born and not cache.refreshing
+
+
 def entry(body: bytes, generation: int = 0) -> _Entry:
     return _Entry(generation, 0.0, 200, "text/html", "utf-8", body)
 
@@ -81,15 +104,14 @@ def test_the_cache_is_bounded_and_versioned() -> None:
     cache = PageCache(max_entries=2, max_bytes=800)
     for name in ("a", "b", "c"):
         cache.put(("en", False, name), entry(b"x" * 10))
-    assert len(cache) == 2 and cache.get(("en", False, "a"), 0, 1.0) is None
-    assert cache.get(("en", False, "c"), 0, 1.0) is not None
-    # Another generation (a write happened) or an old entry is a miss.
-    assert cache.get(("en", False, "c"), 1, 1.0) is None
-    assert cache.get(("en", False, "c"), 0, 3600.0) is None
+    assert len(cache) == 2 and cache.get(("en", False, "a"), 0) is None
+    assert cache.get(("en", False, "c"), 0) is not None
+    # Another generation (a write happened) is a miss.
+    assert cache.get(("en", False, "c"), 1) is None
     # Bytes are bounded too, and a page larger than an eighth of them is not kept.
     sized = PageCache(max_entries=100, max_bytes=800)
     sized.put(("en", False, "big"), entry(b"x" * 101))
     assert len(sized) == 0
     for i in range(9):
         sized.put(("en", False, str(i)), entry(b"x" * 100))
-    assert len(sized) == 8 and sized.get(("en", False, "0"), 0, 1.0) is None
+    assert len(sized) == 8 and sized.get(("en", False, "0"), 0) is None

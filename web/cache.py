@@ -3,11 +3,11 @@ again.
 
 A page's version is the store's write generation (any write may change any page: a
 vote moves counts on the home page, a hide empties a comment) plus its age: an entry
-lives at most :data:`TTL` seconds, for what changes without a write through this
-process (a proposal closing as time passes, a ``fora post`` from another process, a
-peer's sync state). Only anonymous reads are cached: a request with a session (a
-logged-in resident, or a form's CSRF token) or a ``?lang=`` (which sets a cookie) is
-always rendered. The key is the UI language, HTML or JSON, and the path with its
+older than :data:`TTL` seconds is rendered again (served once more meanwhile), for what
+changes without a write through this process (a proposal closing as time passes, a
+``fora post`` from another process, a peer's sync state). Only anonymous reads are
+cached: a request with a session (a logged-in resident, or a form's CSRF token) or a
+``?lang=`` (which sets a cookie) is always rendered. The key is the UI language, HTML or JSON, and the path with its
 query string.
 """
 
@@ -57,12 +57,15 @@ class PageCache:
         #: Keys being rendered now: a request for one waits for that render (one
         #: render per page version, however many readers ask at once).
         self.pending: dict[tuple[str, bool, str], asyncio.Event] = {}
+        #: Background renders of pages older than TTL (held so they are not collected).
+        self.refreshing: set[asyncio.Task[web.StreamResponse]] = set()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple[str, bool, str], generation: int, now: float) -> _Entry | None:
+    def get(self, key: tuple[str, bool, str], generation: int) -> _Entry | None:
+        """The entry of ``key`` for this generation, however old (see :func:`cached`)."""
         entry = self._entries.get(key)
-        if entry is None or entry.generation != generation or now - entry.born >= TTL:
+        if entry is None or entry.generation != generation:
             self.misses += 1
             return None
         self._entries.move_to_end(key)
@@ -81,6 +84,11 @@ class PageCache:
             _, dropped = self._entries.popitem(last=False)
             self._bytes -= len(dropped.body)
 
+    def drop(self, key: tuple[str, bool, str]) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body)
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -89,8 +97,46 @@ class PageCache:
 PAGE_CACHE = web.AppKey("page_cache", PageCache)
 
 
+def _entry(response: web.StreamResponse, generation: int, now: float) -> _Entry | None:
+    """What to keep of a rendered page: only a plain 200 without cookies."""
+    if (
+        type(response) is not web.Response
+        or response.status != 200
+        or response.cookies
+        or not isinstance(response.body, bytes)
+    ):
+        return None
+    return _Entry(
+        generation, now, response.status, response.content_type, response.charset, response.body
+    )
+
+
+async def _render(
+    cache: PageCache, key: tuple[str, bool, str], handler: Handler, request: web.Request
+) -> web.StreamResponse:
+    """Render ``key`` once (other readers of it wait for this render) and keep it."""
+    generation = request.app[STORE].generation  # before reading: a later write renews it
+    rendering = cache.pending[key] = asyncio.Event()
+    try:
+        response = await handler(request)
+        entry = _entry(response, generation, time.monotonic())
+        if entry is not None:
+            cache.put(key, entry)
+        return response
+    finally:
+        if cache.pending.get(key) is rendering:
+            del cache.pending[key]
+        rendering.set()
+
+
 def cached(handler: Handler) -> Handler:
-    """``handler`` behind the page cache (anonymous GETs only)."""
+    """``handler`` behind the page cache (anonymous GETs only).
+
+    A page of the current generation younger than :data:`TTL` is served as is. An older
+    one is still served once more while one background render replaces it (so a page
+    everyone reads never makes them all wait at once); a write (a new generation) is
+    never served stale: the first reader renders, the others wait for that render.
+    """
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
         if request.method != "GET" or "lang" in request.query or get_session(request) is not None:
@@ -98,40 +144,19 @@ def cached(handler: Handler) -> Handler:
         cache = request.app.get(PAGE_CACHE)
         if cache is None:
             return await handler(request)
-        generation = request.app[STORE].generation
         lang, _ = i18n.negotiate(request)
         key = (lang, wants_json(request), request.path_qs)
-        now = time.monotonic()
-        entry = cache.get(key, generation, now)
+        generation = request.app[STORE].generation
+        entry = cache.get(key, generation)
         if entry is None and key in cache.pending:
             await cache.pending[key].wait()
-            now = time.monotonic()
-            entry = cache.get(key, generation, now)
+            entry = cache.get(key, generation)
         if entry is None:
-            rendering = cache.pending.setdefault(key, asyncio.Event())
-            try:
-                response = await handler(request)
-            finally:
-                if cache.pending.get(key) is rendering:
-                    del cache.pending[key]
-                rendering.set()
-            if (
-                type(response) is not web.Response
-                or response.status != 200
-                or response.cookies
-                or not isinstance(response.body, bytes)
-            ):
-                return response
-            entry = _Entry(
-                generation,
-                now,
-                response.status,
-                response.content_type,
-                response.charset,
-                response.body,
-            )
-            cache.put(key, entry)
-            return response
+            return await _render(cache, key, handler, request)
+        if time.monotonic() - entry.born >= TTL and key not in cache.pending:
+            task = asyncio.create_task(_render(cache, key, handler, request))
+            cache.refreshing.add(task)
+            task.add_done_callback(_refreshed(cache, key))
         return web.Response(
             body=entry.body,
             status=entry.status,
@@ -142,3 +167,15 @@ def cached(handler: Handler) -> Handler:
     wrapper.__name__ = getattr(handler, "__name__", "page")
     wrapper.__doc__ = handler.__doc__
     return wrapper
+
+
+def _refreshed(
+    cache: PageCache, key: tuple[str, bool, str]
+) -> Callable[[asyncio.Task[web.StreamResponse]], None]:
+    def done(task: asyncio.Task[web.StreamResponse]) -> None:
+        cache.refreshing.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            # A page that now fails (or a render cut short) is rendered by its next reader.
+            cache.drop(key)
+
+    return done
