@@ -7,8 +7,8 @@ older than :data:`TTL` seconds is rendered again (served once more meanwhile), f
 changes without a write through this process (a proposal closing as time passes, a
 ``fora post`` from another process, a peer's sync state). Only anonymous reads are
 cached: a request with a session (a logged-in resident, or a form's CSRF token) or a
-``?lang=`` (which sets a cookie) is always rendered. The key is the UI language, HTML or JSON, and the path with its
-query string.
+``?lang=`` (which sets a cookie) is always rendered. The key is the UI language, HTML
+or JSON, and the path with its query string.
 """
 
 from __future__ import annotations
