@@ -39,6 +39,11 @@ async def test_a_write_through_the_store_renews_every_page(
     assert await again.text() == first and cache.hits == 1
     # Served from the cache, the page keeps its headers and content type.
     assert again.content_type == "text/html" and again.charset == "utf-8"
+    # Gzipped once for the clients that accept it (the test client does, and unzips).
+    assert again.headers["Content-Encoding"] == "gzip"
+    assert again.headers["Vary"] == "Accept-Encoding"
+    plain = await client.get("/", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers and await plain.text() == first
     assert again.headers["Content-Security-Policy"].startswith("default-src 'self'")
     json_twin = await client.get("/index.json")
     assert json_twin.content_type == "application/json"  # its own entry, not the HTML
@@ -97,7 +102,7 @@ async def test_an_old_page_is_served_once_more_while_it_is_rendered_again(
 
 
 def entry(body: bytes, generation: int = 0) -> _Entry:
-    return _Entry(generation, 0.0, 200, "text/html", "utf-8", body)
+    return _Entry(generation, 0.0, 200, "text/html", "utf-8", body, b"")
 
 
 def test_the_cache_is_bounded_and_versioned() -> None:
