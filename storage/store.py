@@ -39,6 +39,9 @@ class Store:
         self._lock = threading.Lock()
         self._write_db: Database | None = None
         self._closed = False
+        #: Completed writes through this store (a page cache's version: a write may
+        #: change any page).
+        self.generation = 0
 
     @classmethod
     async def open(cls, path: str | Path, readers: int = 3) -> Store:
@@ -70,7 +73,10 @@ class Store:
             assert self._write_db is not None
             return fn(self._write_db, *args, **kwargs)
 
-        return await self._run(self._writer, call)
+        try:
+            return await self._run(self._writer, call)
+        finally:
+            self.generation += 1
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(db, *args, **kwargs)`` on a reader thread (read-only connection)."""

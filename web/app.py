@@ -13,6 +13,7 @@ from aiohttp import web
 from node.appkeys import SESSIONS, STATIC, TEMPLATES
 
 from . import accounts, admin, forms, me, moderate
+from .cache import PAGE_CACHE, PageCache
 from .pages import ROUTES, not_found_middleware
 from .render import Templates
 from .security import csrf_middleware, headers_middleware
@@ -88,6 +89,7 @@ def setup_web(app: web.Application) -> None:
     sessions = SessionStore()
     app[SESSIONS] = sessions
     app[accounts.ACCOUNTS] = accounts.AccountsState()
+    app[PAGE_CACHE] = PageCache()
     app.cleanup_ctx.append(templates_ctx)
     app.cleanup_ctx.append(accounts.accounts_ctx)
     app.middlewares.extend(web_middlewares(sessions))  # type: ignore[arg-type]

@@ -16,9 +16,10 @@ from storage import forum
 from storage import peers as peer_fns
 
 from . import feeds
+from .cache import cached
 from .render import page, wants_json
 
-__all__ = ["ROUTES", "not_found"]
+__all__ = ["ROUTES", "not_found", "public_panel"]
 
 SCOPES = ("local", "regional", "national", "european")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -40,6 +41,14 @@ def public(thing: dict[str, Any] | None) -> dict[str, Any] | None:
     if thing is None or thing.get("status") == "visible":
         return thing
     return {k: thing[k] for k in _PUBLIC_KEYS if k in thing}
+
+
+def public_panel(page: dict[str, Any]) -> dict[str, Any]:
+    """A panel's page as pages may show it: whole when visible, otherwise only who,
+    when and why it is not shown (no name, roll, draw or selection)."""
+    if page["panel"]["status"] == "visible":
+        return page
+    return {"panel": public(page["panel"]), "draw": None, "selected": [], "draws": []}
 
 
 def _names(db: Database, *groups: Any) -> dict[str, str]:
@@ -85,6 +94,7 @@ def _community_context(
         "stories": forum.newest_stories(db, community, limit=10),
         "infokit": forum.infokit(db, community),
         "closing_soon": forum.closing_soon(db, community, now_ms=now, limit=10),
+        "panels": forum.panels(db, community, limit=10),
     }
     ctx["names"] = _names(db, ctx["community"])
     return ctx
@@ -158,7 +168,7 @@ def _topic_context(db: Database, topic: bytes, page_number: int) -> dict[str, An
     ctx.update(_comments(db, topic, page_number))
     if ctx["topic"]["status"] != "visible":
         # What hangs under a hidden or erased topic is not listed with it.
-        ctx.update(proposals=[], stories=[], comments=[])
+        ctx.update(proposals=[], stories=[], comments=[], panels=[])
     ctx["names"] = _names(db, ctx)
     return ctx
 
@@ -194,6 +204,16 @@ def _message_context(
             ctx["meeting"] = public(ctx["meeting"])
     elif thing is not None:
         ctx = {"thing": public(thing)}
+    elif (panel := forum.panel_page(db, message)) is not None:
+        ctx = public_panel(panel)
+        kind = "panel"
+        topic_id = ctx["panel"].get("topic")
+        t = forum.thing(db, bytes.fromhex(topic_id)) if topic_id else None
+        ctx["parent"] = (
+            {"id": t["id"], "kind": t["kind"], "title": t["title"], "status": t["status"]}
+            if t is not None and t["status"] == "visible"
+            else None
+        )
     else:
         shown = forum.show(db, message)
         if shown is None:
@@ -226,6 +246,7 @@ _TEMPLATES = {
     "petition": "petition.html",
     "survey": "survey.html",
     "meeting": "meeting.html",
+    "panel": "panel.html",
 }
 
 
@@ -371,14 +392,14 @@ async def not_found_middleware(request: web.Request, handler: Any) -> web.Stream
 
 #: (path, handler, has a JSON twin)
 ROUTES: list[tuple[str, Any, bool]] = [
-    ("/", home, True),
-    ("/c/{community:[0-9a-fA-F]{64}}", community, True),
-    ("/c/{community:[0-9a-fA-F]{64}}/feed.atom", community_feed, False),
-    ("/t/{id:[0-9a-fA-F]{64}}", topic, True),
-    ("/t/{id:[0-9a-fA-F]{64}}/feed.atom", topic_feed, False),
-    ("/m/{id:[0-9a-fA-F]{64}}", message, True),
-    ("/search", search, True),
-    ("/federation", federation, True),
-    ("/moderation", moderation, True),
-    ("/members/{key:[0-9a-fA-F]{64}}", member, True),
+    ("/", cached(home), True),
+    ("/c/{community:[0-9a-fA-F]{64}}", cached(community), True),
+    ("/c/{community:[0-9a-fA-F]{64}}/feed.atom", cached(community_feed), False),
+    ("/t/{id:[0-9a-fA-F]{64}}", cached(topic), True),
+    ("/t/{id:[0-9a-fA-F]{64}}/feed.atom", cached(topic_feed), False),
+    ("/m/{id:[0-9a-fA-F]{64}}", cached(message), True),
+    ("/search", cached(search), True),
+    ("/federation", cached(federation), True),
+    ("/moderation", cached(moderation), True),
+    ("/members/{key:[0-9a-fA-F]{64}}", cached(member), True),
 ]
