@@ -769,18 +769,7 @@ def cmd_account_list(args: argparse.Namespace) -> int:
         raise NodeError(str(exc)) from exc
     finally:
         db.close()
-    rows = [
-        {
-            "id": a.id,
-            "name": a.name,
-            "display_name": a.display_name,
-            "key": a.public_key.hex(),
-            "status": a.status,
-            "created": a.created,
-            "grant": a.grant_id.hex() if a.grant_id else None,
-        }
-        for a in accounts
-    ]
+    rows = [a.public() for a in accounts]
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0

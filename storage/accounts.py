@@ -86,6 +86,21 @@ class Account:
     decided_by: bytes | None
     grant_id: bytes | None
 
+    def public(self) -> dict[str, Any]:
+        """The account as pages and ``fora account list --json`` show it: never its
+        password record or sealed key."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "display_name": self.display_name,
+            "key": self.public_key.hex(),
+            "status": self.status,
+            "created": self.created,
+            "decided_at": self.decided_at,
+            "decided_by": self.decided_by.hex() if self.decided_by else None,
+            "grant": self.grant_id.hex() if self.grant_id else None,
+        }
+
 
 _COLUMNS = (
     "id, name, name_key, display_name, password, sealed_key, public_key, status, created,"

@@ -44,25 +44,10 @@ ADMINS = frozenset({"admin"})
 ROLES = ("member", "moderator", "official", "admin")
 
 
-def _account_json(a: acc.Account) -> dict[str, Any]:
-    """An account as pages show it: never its password record or sealed key."""
-    return {
-        "id": a.id,
-        "name": a.name,
-        "display_name": a.display_name,
-        "key": a.public_key.hex(),
-        "status": a.status,
-        "created": a.created,
-        "decided_at": a.decided_at,
-        "decided_by": a.decided_by.hex() if a.decided_by else None,
-        "grant": a.grant_id.hex() if a.grant_id else None,
-    }
-
-
 def _admin_context(db: Database, community: bytes, is_admin: bool) -> dict[str, Any]:
     ctx: dict[str, Any] = {
-        "pending": [_account_json(a) for a in acc.list_accounts(db, "pending")],
-        "accounts": [_account_json(a) for a in acc.list_accounts(db)],
+        "pending": [a.public() for a in acc.list_accounts(db, "pending")],
+        "accounts": [a.public() for a in acc.list_accounts(db)],
         "is_admin": is_admin,
         "roles": list(ROLES),
     }

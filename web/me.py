@@ -19,7 +19,6 @@ from storage import forum
 
 from . import keys
 from .accounts import ACCOUNTS, Viewer, publish_as, require_viewer
-from .admin import _account_json
 from .formkit import N_ as _  # marks texts for translation (scripts/i18n)
 from .formkit import FormError, form_values, see_other
 from .forms import _target_id
@@ -40,7 +39,7 @@ async def _render(
     get_session(request, create=True)
     ctx = await request.app[STORE].read(_me_context, who.public_key)
     ctx["me"] = who.as_json()
-    ctx["account"] = _account_json(who.account)
+    ctx["account"] = who.account.public()
     ctx["community"] = request.app[COMMUNITY_ID].hex()
     if error is not None:
         ctx["errors"] = [{"field": error.field, "message": error.message, "detail": error.detail}]
@@ -79,7 +78,7 @@ async def my_data(request: web.Request) -> web.Response:
     who = await require_viewer(request)
     messages = await request.app[STORE].read(_my_messages, who.public_key)
     data = {
-        "account": _account_json(who.account),
+        "account": who.account.public(),
         "roles": sorted(who.roles),
         "messages": messages,
         "exported_at": now_ms(),
