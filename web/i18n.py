@@ -38,6 +38,7 @@ LANGUAGES = {
     "de": "Deutsch",
     "it": "Italiano",
     "pl": "Polski",
+    "lv": "Latviešu",
 }
 DEFAULT = "en"
 COOKIE = "fora_lang"
