@@ -85,7 +85,7 @@ async def test_residents_text_keeps_its_own_language(page: Page, live_node: Live
     link = page.get_by_role("link", name="Gemellaggio europeo")
     await expect(link).to_have_attribute("lang", "it")
     # Each language's name in the switcher is marked in its own language.
-    for code in ("en", "fr", "de", "it", "pl"):
+    for code in ("en", "fr", "de", "it", "pl", "lv"):
         switcher = page.get_by_role("navigation").locator(f'a[hreflang="{code}"]')
         await expect(switcher).to_have_attribute("lang", code)
 
