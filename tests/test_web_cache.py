@@ -120,3 +120,29 @@ def test_the_cache_is_bounded_and_versioned() -> None:
     for i in range(9):
         sized.put(("en", False, str(i)), entry(b"x" * 100))
     assert len(sized) == 8 and sized.get(("en", False, "0"), 0) is None
+
+
+async def test_a_page_that_starts_a_session_is_never_kept(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    """Its HTML holds that session's CSRF token: another reader must never get it."""
+    from aiohttp import web
+
+    from web.sessions import get_session
+
+    init_node(tmp_path / "n", name="Bomarzo", country="IT")
+    app = create_app(load_config(tmp_path / "n"))
+
+    async def form_page(request: web.Request) -> web.Response:
+        session = get_session(request, create=True)
+        assert session is not None
+        return web.Response(text=f"token {session.csrf_token}", content_type="text/html")
+
+    app.router.add_get("/a-form", web_cache.cached(form_page))
+    client = await aiohttp_client(app)
+    first = await client.get("/a-form")
+    assert COOKIE in first.cookies
+    client.session.cookie_jar.clear()  # another, anonymous reader
+    second = await client.get("/a-form")
+    assert await second.text() != await first.text()
+    assert len(app[PAGE_CACHE]) == 0

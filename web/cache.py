@@ -137,7 +137,13 @@ async def _render(
     rendering = cache.pending[key] = asyncio.Event()
     try:
         response = await handler(request)
-        entry = _entry(response, generation, time.monotonic())
+        # A page whose handler started a session carries that session's CSRF token:
+        # it is that reader's alone (its cookie is set later, by the session middleware).
+        entry = (
+            None
+            if get_session(request) is not None
+            else _entry(response, generation, time.monotonic())
+        )
         if entry is not None:
             cache.put(key, entry)
         return response
