@@ -267,6 +267,16 @@ def list_accounts(db: Database, status: str | None = None, limit: int = 1000) ->
     return [_account(row) for row in rows]
 
 
+def _pending(db: Database, account_id: int) -> Account:
+    """The account waiting for a decision, or an AccountError saying why not."""
+    account = get_account_by_id(db, account_id)
+    if account is None:
+        raise AccountError(f"no account {account_id}")
+    if account.status != "pending":
+        raise AccountError(f"account {account.name!r} is {account.status} already")
+    return account
+
+
 def decide(
     db: Database,
     account_id: int,
@@ -286,11 +296,7 @@ def decide(
     if not approve and grant_id is not None:
         raise AccountError("a rejection has no grant")
     with write_transaction(db):
-        account = get_account_by_id(db, account_id)
-        if account is None:
-            raise AccountError(f"no account {account_id}")
-        if account.status != "pending":
-            raise AccountError(f"account {account.name!r} is {account.status} already")
+        _pending(db, account_id)  # or AccountError
         db.execute(
             "UPDATE accounts SET status = ?, decided_at = ?, decided_by = ?, grant_id = ?"
             " WHERE id = ? AND status = 'pending'",
@@ -324,11 +330,7 @@ def approve_with_grant(
     if grant.kind != "grant" or grant.fields is None:
         raise AccountError("approving needs a grant message")
     with write_transaction(db):
-        account = get_account_by_id(db, account_id)
-        if account is None:
-            raise AccountError(f"no account {account_id}")
-        if account.status != "pending":
-            raise AccountError(f"account {account.name!r} is {account.status} already")
+        account = _pending(db, account_id)
         if grant.fields.get("member") != account.public_key:
             raise AccountError("the grant is for another key")
         (result,) = store_checked(db, [grant], now_ms=now)

@@ -224,37 +224,35 @@ def test_the_reference_is_not_trivial() -> None:
     assert any(row[1] == 0 for row in REFERENCE["message_auth"])
 
 
-def test_m004_builds_from_messages_already_stored() -> None:
+def rebuilt_by(migration: str, tables: tuple[str, ...]) -> dict[str, Any]:
+    """The views after dropping ``tables`` and running ``migration`` again over the
+    messages already stored (as an upgrade from before it would)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fora.db"
         db = open_database(path)
         ingest(db, [m.raw for m in SCENARIO], now_ms=NOW)
-        for table in ("signatures", "petition_counts", "survey_answers", "survey_results"):
+        for table in tables:
             db.execute(f"DROP TABLE {table}")
-        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm004_petitions_surveys'")
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [migration])
         db.conn.commit()
         db.close()
         db = open_database(path)
         snap = snapshot(db)
         db.close()
+    return snap
+
+
+def test_m004_builds_from_messages_already_stored() -> None:
+    snap = rebuilt_by(
+        "m004_petitions_surveys",
+        ("signatures", "petition_counts", "survey_answers", "survey_results"),
+    )
     assert snap == REFERENCE
     assert any(row[5] == "counted" for row in snap["signatures"])
 
 
 def test_m005_builds_from_messages_already_stored() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "fora.db"
-        db = open_database(path)
-        ingest(db, [m.raw for m in SCENARIO], now_ms=NOW)
-        for table in ("panels", "draws"):
-            db.execute(f"DROP TABLE {table}")
-        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm005_panels'")
-        db.conn.commit()
-        db.close()
-        db = open_database(path)
-        snap = snapshot(db)
-        db.close()
-    assert snap == REFERENCE
+    assert rebuilt_by("m005_panels", ("panels", "draws")) == REFERENCE
 
 
 def test_the_panels_in_the_reference_are_not_trivial() -> None:
