@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from .migrations import migrations
+from .migrations import REBUILD_KEY, migrations
 
 __all__ = ["SCHEMA_SET", "StorageError", "open_database", "select_in", "write_transaction"]
 
@@ -58,10 +58,23 @@ def open_database(path: str | Path, *, readonly: bool = False, migrate: bool = T
         db = Database(conn)
         if migrate and not readonly:
             migrations.apply(db)
+            _rebuild_if_asked(db)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StorageError(f"{path}: {exc}") from exc
     return db
+
+
+def _rebuild_if_asked(db: Database) -> None:
+    """Build the derived state again when a migration asked for it (in one
+    transaction with clearing the request: a crash half-way asks again next time)."""
+    if not db.execute("SELECT 1 FROM settings WHERE key = ?", [REBUILD_KEY]).fetchone():
+        return
+    from .derive import rebuild
+
+    with write_transaction(db):
+        rebuild(db.conn)
+        db.execute("DELETE FROM settings WHERE key = ?", [REBUILD_KEY])
 
 
 @contextlib.contextmanager

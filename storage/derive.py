@@ -87,6 +87,11 @@ class Derivation:
         #: id -> (JSON text, decoded fields) of the bodies written in this transaction
         self._decoded: dict[bytes, tuple[str, dict[str, Any]]] = {}
         self._panels = panels.Touched()
+        self._roles_change: set[bytes] = set()
+        #: id -> the verdict written with the row as it was inserted (prejudge)
+        self._written: dict[bytes, Verdict] = {}
+        #: id -> the verdict finish() gave (every message stored but grants and revokes)
+        self._verdicts: dict[bytes, Verdict] = {}
 
     # -- during store_checked ---------------------------------------------------------
 
@@ -134,7 +139,19 @@ class Derivation:
 
     def prepare(self, messages: Iterable[Message]) -> None:
         """Load what the batch's derivation needs (its authors' roles) at once."""
-        self.roles.preload((m.community, m.author) for m in messages)
+        batch = list(messages)
+        self.roles.preload((m.community, m.author) for m in batch)
+        self._roles_change = {m.community for m in batch if m.kind in ("grant", "revoke")}
+
+    def prejudge(self, m: Message) -> Verdict | None:
+        """``m``'s verdict as it will be unless the batch changes its community's roles
+        (then None): it goes into the ``messages`` row as it is inserted, and
+        :meth:`finish` writes only the verdicts that differ from it."""
+        if m.kind in ("grant", "revoke", "erase") or m.community in self._roles_change:
+            return None
+        verdict = authorize(self.roles, m.kind, m.community, m.author, m.ts)
+        self._written[m.id] = verdict
+        return verdict
 
     # -- before the commit ------------------------------------------------------------
 
@@ -162,13 +179,9 @@ class Derivation:
             rows[m.id] = (m.id, m.kind, m.community, m.author, m.ts, m.refs)
             if m.kind in ("grant", "revoke"):
                 role_communities.add(m.community)
-        if ballots:
-            conn.executemany(
-                "INSERT INTO ballots (vote_id, proposal, voter, community, ts, choice, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (vote_id) DO UPDATE"
-                " SET choice = excluded.choice",
-                ballots,
-            )
+        # New ballots are written by views.refresh, with their status (no 'pending' row
+        # to update).
+        dirty.new_ballots = {row[0]: row for row in ballots}
         if signs:
             conn.executemany(
                 "INSERT OR IGNORE INTO signatures (sign_id, petition, signer, community, ts,"
@@ -191,7 +204,7 @@ class Derivation:
         # is known now).
         self._add_rows(rows, _erases_of(conn, [m.id for m in self._stored]))
         self._settle(rows, role_communities, dirty)
-        views.refresh(conn, self.roles, dirty, self._decoded)
+        views.refresh(conn, self.roles, dirty, self._decoded, self._verdicts)
         panels.refresh(conn, self._panels)
 
     def _body_row(self, m: Message) -> tuple[Any, ...]:
@@ -230,7 +243,8 @@ class Derivation:
             judged = [row for row in rows.values() if row[1] not in ("grant", "revoke")]
             self.roles.preload((row[2], row[3]) for row in judged)
             verdicts = {row[0]: self._judge(row) for row in judged}
-            write_verdicts(conn, verdicts)
+            self._verdicts.update(verdicts)
+            write_verdicts(conn, verdicts, self._written)
             dirty.messages(judged)
             self._panels.rows(judged)
             erased_grants: set[bytes] = set()

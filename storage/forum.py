@@ -577,6 +577,13 @@ def thread(
     return out
 
 
+#: Joins a vote's ``messages`` row ``m`` to its ``ballots`` row ``b`` (by the key that
+#: ballots is clustered by, m009).
+_BALLOT_OF_MESSAGE = (
+    "b.proposal = substr(m.refs, 1, 32) AND b.voter = m.author AND b.ts = m.ts AND b.vote_id = m.id"
+)
+
+
 def member_activity(db: Database, key: bytes, *, limit: int = 50) -> dict[str, Any]:
     """What a key published that is visible, and its ballots (newest first)."""
     things = [
@@ -590,8 +597,9 @@ def member_activity(db: Database, key: bytes, *, limit: int = 50) -> dict[str, A
     ballots = [
         {"id": v.hex(), "proposal": p.hex(), "ts": ts, "choice": choice, "status": status}
         for v, p, ts, choice, status in db.execute(
-            "SELECT vote_id, proposal, ts, choice, status FROM ballots WHERE voter = ?"
-            " ORDER BY ts DESC LIMIT ?",
+            "SELECT b.vote_id, b.proposal, b.ts, b.choice, b.status FROM messages m"  # noqa: S608
+            f" JOIN ballots b ON {_BALLOT_OF_MESSAGE} WHERE m.author = ? AND m.kind = 'vote'"
+            " ORDER BY m.ts DESC LIMIT ?",
             (key, limit),
         )
     ]
@@ -785,7 +793,9 @@ def show(db: Database, message_id: bytes) -> dict[str, Any] | None:
                 out["note"] = sign[1]
     elif kind == "vote":
         ballot = db.execute(
-            "SELECT status, reason, choice FROM ballots WHERE vote_id = ?", (message_id,)
+            "SELECT b.status, b.reason, b.choice FROM messages m"  # noqa: S608
+            f" JOIN ballots b ON {_BALLOT_OF_MESSAGE} WHERE m.id = ?",
+            (message_id,),
         ).fetchone()
         if ballot is not None:
             out["ballot"] = {"status": ballot[0], "choice": ballot[2]}

@@ -25,6 +25,7 @@ from protocol.messages import Message, decode_message
 
 from .database import select_in, write_transaction
 from .derive import Derivation
+from .roles import Verdict
 
 __all__ = [
     "Checked",
@@ -89,7 +90,7 @@ def check_batch(raws: Sequence[bytes], *, now_ms: int) -> list[Checked]:
 
 _INSERT = (
     "INSERT INTO messages (id, community, author, kind, ts, sec, refs, has_body, raw,"
-    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " received_at, authorized, auth_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -150,7 +151,7 @@ def _lookup_batch(
     return held, erasers
 
 
-def _row(m: Message, now_ms: int) -> tuple[Any, ...]:
+def _row(m: Message, now_ms: int, verdict: Verdict | None) -> tuple[Any, ...]:
     return (
         m.id,
         m.community,
@@ -162,6 +163,8 @@ def _row(m: Message, now_ms: int) -> tuple[Any, ...]:
         0 if m.body is None else 1,
         m.raw,
         now_ms,
+        None if verdict is None else int(verdict.authorized),
+        None if verdict is None else verdict.reason,
     )
 
 
@@ -227,17 +230,17 @@ def store_checked(db: Database, checked: Sequence[Checked], *, now_ms: int) -> l
                     results.append(IngestResult(Result.OK, m.id, "body filled in", m.community))
                 continue
             if m.body is not None and erased:
-                rows.append(_row(m.skeleton(), now_ms))
+                rows.append(_row(m.skeleton(), now_ms, derived.prejudge(m)))
                 held[m.id] = 0
                 derived.stored(m.skeleton())
                 results.append(IngestResult(Result.ERASED, m.id, community=m.community))
             elif m.body is not None and derived.over_quota(m):
-                rows.append(_row(m.skeleton(), now_ms))
+                rows.append(_row(m.skeleton(), now_ms, derived.prejudge(m)))
                 held[m.id] = 0
                 derived.stored(m.skeleton(), quota_skeleton=True)
                 results.append(IngestResult(Result.OK, m.id, QUOTA_DETAIL, m.community))
             else:
-                rows.append(_row(m, now_ms))
+                rows.append(_row(m, now_ms, derived.prejudge(m)))
                 held[m.id] = 0 if m.body is None else 1
                 derived.stored(m)
                 results.append(IngestResult(Result.OK, m.id, community=m.community))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,22 +304,23 @@ def replay_roles(conn: sqlite3.Connection, community: bytes) -> set[bytes]:
     return changed
 
 
-def write_verdicts(conn: sqlite3.Connection, verdicts: dict[bytes, Verdict]) -> None:
-    """Store each message's verdict in ``message_auth`` (only those that changed)."""
-    ids = sorted(verdicts)
-    old: dict[bytes, tuple[bool, str]] = {}
-    for chunk in _chunks(ids):
-        for message_id, authorized, reason in conn.execute(
-            f"SELECT id, authorized, reason FROM message_auth WHERE id IN ({_marks(chunk)})",  # noqa: S608
-            chunk,
-        ):
-            old[message_id] = (bool(authorized), reason)
+def write_verdicts(
+    conn: sqlite3.Connection,
+    verdicts: dict[bytes, Verdict],
+    written: Mapping[bytes, Verdict] | None = None,
+) -> None:
+    """Store each message's verdict in its ``messages`` row (``authorized`` and
+    ``auth_reason``; ``message_auth`` is a view of them). A row whose verdict is the
+    same already is left as is: those in ``written`` (inserted with that verdict in this
+    transaction) are not even looked at."""
+    written = written or {}
     conn.executemany(
-        "INSERT OR REPLACE INTO message_auth (id, authorized, reason) VALUES (?, ?, ?)",
+        "UPDATE messages SET authorized = ?1, auth_reason = ?2 WHERE id = ?3"
+        " AND (authorized IS NOT ?1 OR auth_reason IS NOT ?2)",
         [
-            (message_id, int(v.authorized), v.reason)
-            for message_id in ids
-            if old.get(message_id) != ((v := verdicts[message_id]).authorized, v.reason)
+            (int(v.authorized), v.reason, message_id)
+            for message_id, v in sorted(verdicts.items())
+            if written.get(message_id) != v
         ],
     )
 

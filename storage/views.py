@@ -28,7 +28,7 @@ from typing import Any
 
 from protocol import kinds
 
-from .roles import MODERATOR_ROLES, RoleCache
+from .roles import MODERATOR_ROLES, RoleCache, Verdict
 
 __all__ = [
     "BODY_KINDS",
@@ -84,6 +84,9 @@ class Dirty:
 
     #: vote id -> its choice before an erase dropped it in this transaction
     lost_choices: dict[bytes, str | None] = field(default_factory=dict)
+    #: vote id -> (vote_id, proposal, voter, community, ts, choice) of the ballots
+    #: stored in this transaction, not written to ``ballots`` yet
+    new_ballots: dict[bytes, tuple[Any, ...]] = field(default_factory=dict)
     #: answer id -> its body (JSON) before an erase dropped it in this transaction
     lost_answers: dict[bytes, str] = field(default_factory=dict)
 
@@ -146,22 +149,48 @@ def forget_body(conn: sqlite3.Connection, message_id: bytes, dirty: Dirty | None
         if answer is not None:
             dirty.lost_answers[message_id] = answer[0]
     conn.execute("DELETE FROM bodies WHERE id = ?", (message_id,))
+    if dirty is not None and message_id in dirty.new_ballots:
+        # not written yet: it is written without its choice (and never counted)
+        dirty.new_ballots[message_id] = (*dirty.new_ballots[message_id][:5], None)
+    key = _ballot_key(conn, message_id)
+    if key is None:
+        return
     if dirty is not None and message_id not in dirty.lost_choices:
-        held = conn.execute(
-            "SELECT choice FROM ballots WHERE vote_id = ?", (message_id,)
-        ).fetchone()
+        sql = f"SELECT choice FROM ballots WHERE {_BALLOT_KEY}"  # noqa: S608
+        held = conn.execute(sql, key).fetchone()
         if held is not None:
             dirty.lost_choices[message_id] = held[0]
-    conn.execute("UPDATE ballots SET choice = NULL WHERE vote_id = ?", (message_id,))
+    conn.execute(f"UPDATE ballots SET choice = NULL WHERE {_BALLOT_KEY}", key)  # noqa: S608
+
+
+#: A ballot row by its key (ballots is clustered by it, m009).
+_BALLOT_KEY = "proposal = ? AND voter = ? AND ts = ? AND vote_id = ?"
+
+
+def _ballot_key(conn: sqlite3.Connection, vote_id: bytes) -> tuple[bytes, bytes, int, bytes] | None:
+    """The ``ballots`` key of vote ``vote_id`` (from its message), or None if it is not
+    a vote held."""
+    row = conn.execute(
+        "SELECT substr(refs, 1, 32), author, ts FROM messages WHERE id = ? AND kind = 'vote'",
+        (vote_id,),
+    ).fetchone()
+    return None if row is None else (row[0], row[1], row[2], vote_id)
 
 
 Decoded = Mapping[bytes, tuple[str, dict[str, Any]]]
 
 
 def refresh(
-    conn: sqlite3.Connection, roles: RoleCache, dirty: Dirty, decoded: Decoded | None = None
+    conn: sqlite3.Connection,
+    roles: RoleCache,
+    dirty: Dirty,
+    decoded: Decoded | None = None,
+    verdicts: Mapping[bytes, Verdict] | None = None,
 ) -> None:
+    """Recompute the view rows ``dirty`` names. ``verdicts`` holds the verdicts given
+    in this transaction (those of ``dirty.new_ballots`` at least)."""
     decoded = decoded or {}
+    verdicts = verdicts or {}
     for target, actions in sorted(_mod_actions(conn, dirty.mod_targets).items()):
         _moderation(conn, roles, target, actions)
         dirty.things.add(target)
@@ -171,9 +200,38 @@ def refresh(
     for proposal, voter in dirty.voters:
         if proposal not in dirty.proposals:
             voters.setdefault(proposal, set()).add(voter)
+    # The new ballots of a proposal recounted whole are written first (as pending);
+    # the others are judged with the ballots already held of their voters and written
+    # with their status.
+    new: dict[bytes, list[_Ballot]] = {}
+    pending: list[tuple[Any, ...]] = []
+    for vote_id, proposal, voter, community, ts, choice in dirty.new_ballots.values():
+        if proposal in dirty.proposals:
+            pending.append((vote_id, proposal, voter, community, ts, choice))
+            continue
+        v = verdicts.get(vote_id)
+        new.setdefault(proposal, []).append(
+            (
+                vote_id,
+                voter,
+                community,
+                ts,
+                choice,
+                None if v is None else int(v.authorized),
+                None if v is None else v.reason,
+                _NEW,
+                "",
+            )
+        )
+    conn.executemany(
+        "INSERT INTO ballots (vote_id, proposal, voter, community, ts, choice, status)"
+        " VALUES (?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (proposal, voter, ts, vote_id)"
+        " DO UPDATE SET choice = excluded.choice",
+        pending,
+    )
     for proposal in sorted(dirty.proposals):
         _proposal(conn, proposal)
-    _ballots(conn, voters, dirty.lost_choices)
+    _ballots(conn, voters, dirty.lost_choices, new)
     with_tallies = _with_tallies(conn, sorted(dirty.tallies | dirty.proposals | voters.keys()))
     for proposal in with_tallies:
         _tallies(conn, proposal)
@@ -490,6 +548,9 @@ def _moderation(
 # --------------------------------------------------------------------------- votes
 
 
+#: The status of a ballot judged before its row is written (see _ballots).
+_NEW = "new"
+
 _COUNT_KEYS = ("yes", "no", "abstain", "support_yes", "support_no", "support_abstain")
 #: (vote_id, voter, community, ts, choice, authorized, reason, status, ballot reason)
 _Ballot = tuple[bytes, bytes, bytes, int, str | None, int | None, str | None, str, str]
@@ -563,8 +624,12 @@ def _proposal(conn: sqlite3.Connection, proposal: bytes) -> None:
         (proposal,),
     ).fetchall()
     conn.executemany(
-        "UPDATE ballots SET status = ?, reason = ? WHERE vote_id = ?",
-        [(status, why, row[0]) for status, why, row in _judge_ballots(p, rows)],
+        f"UPDATE ballots SET status = ?, reason = ? WHERE {_BALLOT_KEY}",  # noqa: S608
+        [
+            (status, why, proposal, row[1], row[3], row[0])
+            for status, why, row in _judge_ballots(p, rows)
+            if (status, why) != (row[7], row[8])
+        ],
     )
     counts = dict.fromkeys(_COUNT_KEYS, 0)
     for status, choice, n in conn.execute(
@@ -584,9 +649,12 @@ def _ballots(
     conn: sqlite3.Connection,
     voters: dict[bytes, set[bytes]],
     lost_choices: dict[bytes, str | None],
+    new: Mapping[bytes, list[_Ballot]],
 ) -> None:
     """Judge again the ballots of some voters of some proposals and update the counts
-    by what changed (no recount): a few set-based queries for the whole batch."""
+    by what changed (no recount): a few set-based queries for the whole batch. The
+    ballots in ``new`` (by proposal; status :data:`_NEW`) are not written yet: they are
+    inserted with the status they get."""
     if not voters:
         return
     proposals = sorted(voters)
@@ -618,7 +686,13 @@ def _ballots(
             [x for pair in chunk for x in pair],
         ):
             rows.setdefault(proposal, []).append(tuple(ballot))
-    updates: list[tuple[str, str, bytes]] = []
+    for proposal, ballots in new.items():
+        held = {row[0] for row in rows.get(proposal, ())}
+        # a ballot held already (the derivation run again over what is stored) keeps
+        # its row, as an insert of it would
+        rows.setdefault(proposal, []).extend(b for b in ballots if b[0] not in held)
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[str, str, bytes, bytes, int, bytes]] = []
     new_counts: list[tuple[Any, ...]] = []
     for proposal in proposals:
         p = info.get(proposal)
@@ -628,11 +702,13 @@ def _ballots(
         )
         for status, why, row in _judge_ballots(p, rows.get(proposal, [])):
             vote_id, choice, old_status, old_why = row[0], row[4], row[7], row[8]
-            if (status, why) == (old_status, old_why):
+            if old_status == _NEW:
+                inserts.append((vote_id, proposal, row[1], row[2], row[3], choice, status, why))
+            elif (status, why) == (old_status, old_why):
                 if vote_id not in lost_choices:
                     continue
             else:
-                updates.append((status, why, vote_id))
+                updates.append((status, why, proposal, row[1], row[3], vote_id))
             was = _count_key(old_status, lost_choices.get(vote_id, choice))
             now = _count_key(status, choice)
             if was is not None:
@@ -642,7 +718,15 @@ def _ballots(
         row_out = (*tally.values(), _blocked(p))
         if old is None or tuple(old) != row_out:
             new_counts.append((proposal, *row_out))
-    conn.executemany("UPDATE ballots SET status = ?, reason = ? WHERE vote_id = ?", updates)
+    conn.executemany(
+        "INSERT INTO ballots (vote_id, proposal, voter, community, ts, choice, status,"
+        " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        inserts,
+    )
+    conn.executemany(
+        f"UPDATE ballots SET status = ?, reason = ? WHERE {_BALLOT_KEY}",  # noqa: S608
+        updates,
+    )
     conn.executemany(
         "INSERT OR REPLACE INTO proposal_counts (proposal, yes, no, abstain, support_yes,"
         " support_no, support_abstain, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

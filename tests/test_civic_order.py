@@ -272,3 +272,44 @@ def test_the_survey_in_the_reference_is_not_trivial() -> None:
     statuses = {row[5] for row in REFERENCE["survey_answers"]}
     assert {"counted", "superseded", "mismatch", "late", "erased", "other"} <= statuses
     assert REFERENCE["survey_results"][0][1] == 2
+
+
+def test_m009_keeps_every_view_of_a_database_from_before_it() -> None:
+    """A database whose schema stops before m009 (verdicts in a ``message_auth`` table,
+    ballots as a table with four indexes), holding the reference's messages and views,
+    ends with exactly the reference's views once m009 has run."""
+    from storage.migrations import migrations
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_path = Path(tmp) / "reference.db"
+        ref = open_database(ref_path)
+        ingest(ref, [m.raw for m in SCENARIO], now_ms=NOW)
+        ref.close()
+        old_path = Path(tmp) / "old.db"
+        old = open_database(old_path, migrate=False)
+        migrations.apply(old, stop_before="m009_lean_writes")
+        conn = old.conn
+        conn.execute("ATTACH DATABASE ? AS ref", (str(ref_path),))
+        conn.execute("BEGIN")
+        columns = "seq, id, community, author, kind, ts, sec, refs, has_body, raw, received_at"
+        conn.execute(f"INSERT INTO messages ({columns}) SELECT {columns} FROM ref.messages")
+        copied = 0
+        for table in (*_VIEW_TABLES, "message_refs", "erasures", "quota_skeletons"):
+            names = [row[1] for row in conn.execute(f"PRAGMA ref.table_info({table})")]
+            listed = ", ".join(names)
+            conn.execute(f"INSERT INTO main.{table} ({listed}) SELECT {listed} FROM ref.{table}")
+            copied += conn.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE ref")
+        assert "ballots_by_voter" in {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+        old.close()
+        assert copied > 100
+        db = open_database(old_path)
+        snap = snapshot(db)
+        kinds = dict(db.execute("SELECT name, type FROM sqlite_master").fetchall())
+        db.close()
+    assert snap == REFERENCE
+    assert kinds["message_auth"] == "view"
+    assert "ballots_by_voter" not in kinds
