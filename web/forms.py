@@ -294,17 +294,14 @@ def _vote_context(db: Database, proposal: bytes, voter: bytes, now: int) -> dict
     ctx = forum.proposal_page(db, proposal, now_ms=now)
     if ctx is None:
         return None
-    row = db.execute(
-        "SELECT choice, ts, status FROM ballots WHERE proposal = ? AND voter = ?"
-        " ORDER BY ts DESC, vote_id DESC LIMIT 1",
-        (proposal, voter),
-    ).fetchone()
+    # The newest ballot not erased: an erased one no longer counts (an older one may).
+    mine = [b for b in forum.ballots_of(db, voter, proposal=proposal) if b["choice"]]
     return {
         "target": _about(ctx["proposal"]),
         "counts": ctx["counts"],
         "open": ctx.get("open", False),
         "closes": ctx["proposal"].get("closes"),
-        "my_ballot": {"choice": row[0], "ts": row[1], "status": row[2]} if row else None,
+        "my_ballot": {k: mine[0][k] for k in ("id", "choice", "ts", "status")} if mine else None,
     }
 
 
