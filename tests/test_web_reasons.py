@@ -1,0 +1,135 @@
+"""The node's English reasons shown in the reader's language (web/reasons.py): storage
+and the JSON keep the English text; the HTML translates it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from markupsafe import Markup
+
+from node.appkeys import STORE
+from node.publish import publish
+from storage.views import answers_mismatch
+from web.i18n import LANGUAGES
+from web.reasons import EXACT, PATTERNS, explain
+
+from .webflow import Client, add_user, login, make_node, post, twin
+
+
+def test_a_known_reason_is_translated_and_an_unknown_one_kept_in_english() -> None:
+    assert explain("author not a member at ts", "fr") == (
+        "l&#39;auteur n&#39;était pas membre à ce moment"
+    )
+    assert explain("author not a member at ts", "en") == "the author was not a member at that time"
+    # A reason with a reason inside: both parts translated.
+    assert explain("sign would not be counted: you signed this petition already", "de") == (
+        "es würde nicht zählen: Sie haben diese Petition bereits unterschrieben"
+    )
+    assert explain("proposal unauthorized: author not an official at ts", "it") == (
+        "la proposta non conta: in quel momento l&#39;autore non era un funzionario"
+    )
+    # Variable parts are kept, escaped.
+    assert explain("question 2: option 7 out of range", "pl") == "pytanie 2: opcja 7 nie istnieje"
+    assert explain("unknown kind '<b>': stored, never shown", "lv") == (
+        "nezināms veids &lt;b&gt;: glabāts, nekad netiek rādīts"
+    )
+    # Unknown: as it is, escaped, marked English; an unknown inner reason too.
+    assert explain("<script>x</script>", "fr") == (
+        '<span lang="en">&lt;script&gt;x&lt;/script&gt;</span>'
+    )
+    assert explain("vote would not be counted: cosmic rays", "fr") == (
+        'cela ne compterait pas : <span lang="en">cosmic rays</span>'
+    )
+    assert explain("", "fr") == "" and explain(None, "fr") == ""
+    assert isinstance(explain("erased", "fr"), Markup)
+
+
+@pytest.mark.parametrize("lang", sorted(set(LANGUAGES) - {"en"}))
+def test_every_reason_reads_differently_from_the_english(lang: str) -> None:
+    """A catalog entry copied from the English would pass the completeness test; here
+    each reason must actually change (status words like 'Moderator' may not)."""
+    same = [text for text in EXACT if str(explain(text, lang)) == str(explain(text, "en"))]
+    assert same == []
+
+
+def test_the_patterns_cover_what_answers_mismatch_says() -> None:
+    questions = [{"type": "text"}, {"type": "choice", "options": ["a", "b"]}]
+    for answers in (["x"], [1, "a"], ["x", "a"], ["x", 9]):
+        why = answers_mismatch(questions, answers)
+        assert why and any(p.fullmatch(why) for p, _ in PATTERNS), why
+        assert "lang=" not in explain(why, "fr")
+
+
+async def _in_french(client: Client) -> None:
+    response = await client.get("/?lang=fr")
+    assert response.status == 200
+
+
+async def test_a_french_reader_refused_a_second_signature_reads_why_in_french(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    node = make_node(tmp_path)
+    alice = await aiohttp_client(node.app)
+    await add_user(node, "Alice")
+    await login(alice, "Alice")
+    await _in_french(alice)
+    petition = await node.app[STORE].write(
+        publish,
+        node.key,
+        bytes.fromhex(node.community),
+        "petition",
+        {"title": "Arbres", "text": "Plantez-les", "goal": 10, "closes": 4_000_000_000_000},
+    )
+    path = f"/m/{petition.hex_id}/sign"
+    assert (await post(alice, path, {})).status == 303
+    again = await post(alice, path, {})
+    html = await again.text()
+    assert again.status == 409
+    assert (
+        "Ceci n'aurait aucun effet: cela ne compterait pas : vous avez déjà signé cette pétition"
+        in html
+    )
+    assert "signed this petition already" not in html
+    # The JSON twin keeps the node's English reason.
+    response = await alice.post(
+        path,
+        data={"csrf_token": re.findall(r'name="csrf_token" value="([^"]+)"', html)[0]},
+        headers={"Accept": "application/json"},
+        allow_redirects=False,
+    )
+    assert response.status == 409
+    errors = (await response.json())["form"]["errors"]
+    assert errors[0]["detail"] == "sign would not be counted: you signed this petition already"
+
+
+async def test_my_ballots_statuses_and_reasons_in_french(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    node = make_node(tmp_path)
+    alice = await aiohttp_client(node.app)
+    await add_user(node, "Alice")
+    await login(alice, "Alice")
+    await _in_french(alice)
+    response = await post(
+        alice,
+        "/new/topic",
+        {"title": "Bus", "text": "", "tags": "", "scope": "local", "lang": "fr"},
+    )
+    topic = response.headers["Location"].removeprefix("/t/")
+    fields = {"title": "Bus", "problem": "Vieux", "solution": "Neuf", "lang": "fr"}
+    response = await post(alice, f"/t/{topic}/proposal", {**fields, "closes": "2099-01-01"})
+    proposal = response.headers["Location"].removeprefix("/m/")
+    await post(alice, f"/m/{proposal}/vote", {"choice": "yes"})
+    await post(alice, f"/m/{proposal}/vote", {"choice": "no"})
+    newest, older = (await twin(alice, "/me"))["ballots"]
+    assert (newest["status"], newest["reason"]) == ("counted", "")
+    assert older["reason"] == "a newer ballot by the same voter counts"
+    html = await (await alice.get("/me")).text()
+    statuses = re.findall(r'<span class="ballot-status">(.*?)</span>', html)
+    assert statuses == ["compté", "remplacé: un vote plus récent du même votant compte"]
+    # The vote's own page (message.html) says why it does not count, in French.
+    html = await (await alice.get(f"/m/{older['id']}")).text()
+    assert "un vote plus récent du même votant compte" in html
