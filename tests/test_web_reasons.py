@@ -3,6 +3,7 @@ and the JSON keep the English text; the HTML translates it."""
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -133,3 +134,108 @@ async def test_my_ballots_statuses_and_reasons_in_french(
     # The vote's own page (message.html) says why it does not count, in French.
     html = await (await alice.get(f"/m/{older['id']}")).text()
     assert "un vote plus récent du même votant compte" in html
+
+
+# -- every reason the node's checks can give has a translation -----------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Samples for the expressions inside check_effect's f-strings.
+SAMPLES = {
+    "kind": ["sign", "vote"],
+    "want": ["petition", "survey"],
+    "target.hex()": ["ab" * 32],
+    "status or 'not shown'": ["erased", "not shown"],
+    "t_kind": ["topic"],
+}
+#: Refusals the web cannot meet (its routes pick the target's kind), left in English.
+NOT_FOR_THE_WEB = ("the target is a",)
+
+
+def _functions(path: Path, names: set[str]) -> list[ast.FunctionDef]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name in names]
+
+
+def _renderings(node: ast.JoinedStr) -> list[str] | None:
+    """Every text of an f-string with SAMPLES put in; None if an expression is unknown."""
+    texts = [""]
+    for part in node.values:
+        if isinstance(part, ast.Constant):
+            texts = [t + str(part.value) for t in texts]
+            continue
+        assert isinstance(part, ast.FormattedValue)
+        samples = SAMPLES.get(ast.unparse(part.value))
+        if samples is None:
+            return None
+        texts = [t + s for t in texts for s in samples]
+    return texts
+
+
+def _check_effect_refusals() -> list[str]:
+    found: list[str] = []
+    for fn in _functions(ROOT / "node" / "publish.py", {"check_effect", "_check_target"}):
+        for call in ast.walk(fn):
+            if not (isinstance(call, ast.Call) and ast.unparse(call.func) == "NodeError"):
+                continue
+            (arg,) = call.args
+            if isinstance(arg, ast.Constant):
+                found.append(arg.value)
+            elif isinstance(arg, ast.JoinedStr):
+                texts = _renderings(arg)
+                if texts is None:  # "{kind} would not be counted: {why}": tested below
+                    assert ast.unparse(arg).endswith("{why}'"), ast.unparse(arg)
+                else:
+                    found += texts
+    return found
+
+
+def _judged_reasons() -> list[str]:
+    """The (status, why) constants of storage/views.py's judges and the verdicts of
+    storage/roles.py."""
+    found: list[str] = []
+    for path in (ROOT / "storage" / "views.py", ROOT / "storage" / "roles.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple):
+                names = [ast.unparse(t) for t in node.targets[0].elts]
+                if isinstance(node.value, ast.Tuple) and any("why" in n for n in names):
+                    found += [
+                        e.value
+                        for e in node.value.elts
+                        if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                    ]
+            elif isinstance(node, ast.Call) and ast.unparse(node.func) == "Verdict":
+                found += [
+                    a.value
+                    for a in node.args[1:]
+                    if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                ]
+            elif (
+                isinstance(node, ast.Assign)
+                and ast.unparse(node.targets[0]) == "status"
+                and isinstance(node.value, ast.Constant)
+                and node.value.value != "valid"
+            ):
+                found.append(node.value.value)
+    return [r for r in found if r]
+
+
+def test_every_reason_of_the_checks_is_translated() -> None:
+    from storage.roles import KIND_ROLES, role_name
+
+    refusals = _check_effect_refusals()
+    judged = _judged_reasons()
+    assert "sign would not be counted: you signed this petition already" in refusals
+    assert "a newer ballot by the same voter counts" in judged and "superseded" in judged
+    assert len(refusals) > 15 and len(judged) > 30
+    # authorize()'s reasons, and check_effect's rewording of them ("you are ... now").
+    authorize = {f"author not {role_name(roles)} at ts" for roles in KIND_ROLES.values()}
+    reworded = {
+        "sign would not be counted: " + why.replace("author", "you are").replace(" at ts", " now")
+        for why in authorize
+    }
+    untranslated = [
+        text
+        for text in [*refusals, *judged, *authorize, *reworded]
+        if not any(part in text for part in NOT_FOR_THE_WEB) and 'lang="en"' in explain(text, "fr")
+    ]
+    assert untranslated == []

@@ -124,6 +124,10 @@ EXACT: dict[str, str] = {
     "verified": _("verified"),
     "other": _("another community's"),
     "pending": _("pending"),
+    # a message's own status (storage/views.py)
+    "visible": _("visible"),
+    "hidden": _("hidden"),
+    "skeleton": _("content not held here"),
 }
 
 #: Reasons with variable parts: (pattern, msgid). The group ``why`` is a reason in turn.
