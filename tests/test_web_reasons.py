@@ -146,6 +146,14 @@ SAMPLES = {
     "target.hex()": ["ab" * 32],
     "status or 'not shown'": ["erased", "not shown"],
     "t_kind": ["topic"],
+    # protocol/sortition.py entropy_problems
+    "len(entropy_ids)": ["16"],
+    "MAX_ENTROPY": ["15"],
+    "name": ["0123456789abcdef"],
+    "other": ["fedcba9876543210"],
+    "e.ts": ["1700000000000"],
+    "panel_ts": ["1700000000001"],
+    "draw_ts": ["1699999999999"],
 }
 #: Refusals the web cannot meet (its routes pick the target's kind), left in English.
 NOT_FOR_THE_WEB = ("the target is a",)
@@ -189,6 +197,36 @@ def _check_effect_refusals() -> list[str]:
     return found
 
 
+def _draw_problems() -> list[str]:
+    """What storage/panels.py and protocol/sortition.py say of a panel or a draw."""
+    found: list[str] = []
+    for fn in _functions(ROOT / "protocol" / "sortition.py", {"entropy_problems"}):
+        for call in ast.walk(fn):
+            if isinstance(call, ast.Call) and ast.unparse(call.func) == "problems.append":
+                (arg,) = call.args
+                texts = [arg.value] if isinstance(arg, ast.Constant) else None
+                if isinstance(arg, ast.JoinedStr):
+                    texts = _renderings(arg)
+                assert texts is not None, ast.unparse(arg)
+                found += texts
+    tree = ast.parse((ROOT / "storage" / "panels.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "problems.append":
+            found += [a.value for a in node.args if isinstance(a, ast.Constant)]
+        elif isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values, strict=True):
+                if isinstance(k, ast.Constant) and k.value in ("why", "problems"):
+                    values = v.elts if isinstance(v, ast.List) else [v]
+                    found += [e.value for e in values if isinstance(e, ast.Constant)]
+        elif isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple):
+            found += [
+                e.value
+                for e in node.value.elts
+                if isinstance(e, ast.Constant) and isinstance(e.value, str)
+            ]
+    return [r for r in found if r]
+
+
 def _judged_reasons() -> list[str]:
     """The (status, why) constants of storage/views.py's judges and the verdicts of
     storage/roles.py."""
@@ -224,6 +262,8 @@ def test_every_reason_of_the_checks_is_translated() -> None:
 
     refusals = _check_effect_refusals()
     judged = _judged_reasons()
+    draws = _draw_problems()
+    assert "the secret does not match the panel's commit" in draws and len(draws) > 12
     assert "sign would not be counted: you signed this petition already" in refusals
     assert "a newer ballot by the same voter counts" in judged and "superseded" in judged
     assert len(refusals) > 15 and len(judged) > 30
@@ -235,7 +275,7 @@ def test_every_reason_of_the_checks_is_translated() -> None:
     }
     untranslated = [
         text
-        for text in [*refusals, *judged, *authorize, *reworded]
+        for text in [*refusals, *judged, *draws, *authorize, *reworded]
         if not any(part in text for part in NOT_FOR_THE_WEB) and 'lang="en"' in explain(text, "fr")
     ]
     assert untranslated == []

@@ -1,11 +1,12 @@
 """The node's reasons, in the reader's language.
 
-The checks of the node (storage/roles.py, storage/views.py, node/publish.py's
-``check_effect``) explain in English why something does not count or would have no
-effect: "author not a member at ts", "sign would not be counted: you signed this
-petition already" … Those texts stay English and stable in storage and in the JSON
-(``fora show --json`` and the JSON twins expose them). This module translates them at
-display time, in the templates: ``{{ thing.reason|reason }}``.
+The checks of the node (storage/roles.py, storage/views.py, storage/panels.py,
+protocol/sortition.py, node/publish.py's ``check_effect``) explain in English why
+something does not count or would have no effect: "author not a member at ts", "sign
+would not be counted: you signed this petition already" … Those texts stay English and
+stable in storage and in the JSON (``fora show --json`` and the JSON twins expose
+them). This module translates them at display time, in the templates:
+``{{ thing.reason|reason }}``.
 
 A reason is looked up in :data:`EXACT`, then matched against :data:`PATTERNS` (whose
 group ``why`` is itself a reason, translated in turn; the other groups are kept as they
@@ -124,6 +125,24 @@ EXACT: dict[str, str] = {
     "verified": _("verified"),
     "other": _("another community's"),
     "pending": _("pending"),
+    "invalid": _("invalid"),
+    # panels and draws (storage/panels.py)
+    "the panel is not held here": _("the panel is not held here"),
+    "the panel's body is not held here": _("the panel's content is not held here"),
+    "the draw was erased": _("the draw was erased"),
+    "an earlier draw of this panel counts": _("an earlier draw of this panel counts"),
+    "a draw of another community": _("a draw of another community"),
+    "the draw's body is not held here": _("the draw's content is not held here"),
+    "the draw is not after the panel": _("the draw is not after the panel"),
+    "the secret does not match the panel's commit": _(
+        "the secret does not match the panel's commit"
+    ),
+    "entropy ids not in ascending order (or repeated)": _(
+        "the entropy messages are not in ascending order (or one is repeated)"
+    ),
+    "the roll recounted here differs from the committed one: the selection cannot be re-run": _(
+        "the roll recounted here differs from the committed one: the selection cannot be re-run"
+    ),
     # a message's own status (storage/views.py)
     "visible": _("visible"),
     "hidden": _("hidden"),
@@ -189,6 +208,35 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
             ),
             strict=True,
         )
+    ),
+    # a draw's entropy messages (protocol/sortition.py entropy_problems)
+    (
+        re.compile(r"(?P<n>\d+) entropy ids \(1\.\.(?P<max>\d+) allowed\)"),
+        _("%(n)s entropy messages (1 to %(max)s allowed)"),
+    ),
+    (
+        re.compile(r"entropy (?P<id>[0-9a-f]+): a message of the panel's own community"),
+        _("entropy %(id)s: a message of the panel's own community"),
+    ),
+    (
+        re.compile(
+            r"entropy (?P<id>[0-9a-f]+): a second message of community (?P<other>[0-9a-f]+)"
+        ),
+        _("entropy %(id)s: a second message of community %(other)s"),
+    ),
+    (
+        re.compile(
+            r"entropy (?P<id>[0-9a-f]+): not after the panel \(ts (?P<ts>\d+) <= (?P<panel>\d+)\)"
+        ),
+        _("entropy %(id)s: not after the panel (ts %(ts)s <= %(panel)s)"),
+    ),
+    (
+        re.compile(r"entropy (?P<id>[0-9a-f]+): after the draw \(ts (?P<ts>\d+) > (?P<draw>\d+)\)"),
+        _("entropy %(id)s: after the draw (ts %(ts)s > %(draw)s)"),
+    ),
+    (
+        re.compile(r"entropy (?P<id>[0-9a-f]+): its author holds no role in its community at ts"),
+        _("entropy %(id)s: its author held no role in its community at that time"),
     ),
     # survey answers that do not fit (views.answers_mismatch)
     (
