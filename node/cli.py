@@ -155,17 +155,16 @@ _FLAG_FIELDS = (
 _REF_FLAGS = ("topic", "target", "proposal", "petition", "survey", "panel")
 
 
-def parse_when(text: str) -> int:
-    """A date (2027-03-01, midnight UTC) or an ISO 8601 time, as ms since the epoch."""
-    import datetime
+def parse_when(text: str, *, end_of_day: bool = True) -> int:
+    """A date or an ISO 8601 time, as ms since the epoch (the rule of
+    :mod:`protocol.dates`): a bare date ends with its day (23:59:59.999 UTC) for
+    ``--closes`` and ``--until``, and starts with it for ``--opens``."""
+    from protocol.dates import BadTime, parse_time
 
     try:
-        when = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise NodeError(f"not a date: {text!r} (use 2027-03-01 or 2027-03-01T18:00Z)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return int(when.timestamp() * 1000)
+        return parse_time(text, end_of_day=end_of_day)
+    except BadTime as exc:
+        raise NodeError(str(exc)) from None
 
 
 def _fields_from_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -179,7 +178,7 @@ def _fields_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     if args.closes is not None:
         fields["closes"] = parse_when(args.closes)
     if args.opens is not None:
-        fields["opens"] = parse_when(args.opens)
+        fields["opens"] = parse_when(args.opens, end_of_day=False)
     if args.goal is not None:
         fields["goal"] = args.goal
     if args.question:
@@ -1003,8 +1002,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name in _FLAG_FIELDS:
         p.add_argument(f"--{name}", help=f"the body's {name}")
     p.add_argument("--tag", action="append", help="a topic tag (repeat for more)")
-    p.add_argument("--closes", help="close time: 2027-03-01 (UTC) or an ISO 8601 time")
-    p.add_argument("--opens", help="survey: open time (default: now)")
+    p.add_argument(
+        "--closes",
+        help="close time: a date (2027-03-01: until the END of that day, UTC)"
+        " or a time (2027-03-01T18:00Z, 2027-03-01T18:00+01:00; no zone: UTC)",
+    )
+    p.add_argument(
+        "--opens",
+        help="survey: open time: a date (2027-03-01: from the START of that day, UTC)"
+        " or a time like --closes (default: now)",
+    )
     p.add_argument("--goal", type=int, help="petition: signatures wanted")
     p.add_argument(
         "--question",
@@ -1033,7 +1040,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("member", metavar="KEY", help="a public key (64 hex) or a key file")
     p.add_argument("role", choices=("member", "moderator", "official", "admin"))
-    p.add_argument("--until", help="the role ends then: 2027-12-31 or an ISO 8601 time")
+    p.add_argument(
+        "--until",
+        help="the role ends then: a date (2027-12-31: at the END of that day, UTC)"
+        " or a time (2027-12-31T18:00Z)",
+    )
     p.add_argument("--key", help="sign with this (admin) key file instead of the community key")
 
     p = command(
@@ -1158,7 +1169,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     aa.add_argument("--display-name", help="the name shown (default: NAME)")
     aa.add_argument("--password-file", help="read the password from this file's first line")
-    aa.add_argument("--until", help="the role ends then: 2027-12-31 or an ISO 8601 time")
+    aa.add_argument(
+        "--until",
+        help="the role ends then: a date (2027-12-31: at the END of that day, UTC)"
+        " or a time (2027-12-31T18:00Z)",
+    )
     aa.set_defaults(func=cmd_account_add)
     al = acc_sub.add_parser(
         "list",

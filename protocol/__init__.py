@@ -7,8 +7,10 @@
 - :mod:`protocol.reconcile` — Negentropy v1 range-based set reconciliation
 - :mod:`protocol.sortition` — panels drawn by lot: roll, commit, seed, selection
 - :mod:`protocol.errors` — whose fault it is, and one code per rejection reason
+- :mod:`protocol.dates` — what a typed date means (a close ends with its day)
 """
 
+from .dates import BadTime, closing_time, opening_time
 from .errors import (
     BadBody,
     BadField,
@@ -44,6 +46,7 @@ __all__ = [
     "BadBody",
     "BadField",
     "BadSignature",
+    "BadTime",
     "BodyMismatch",
     "Bound",
     "ClientStep",
@@ -64,7 +67,9 @@ __all__ = [
     "StreamDecoder",
     "VectorStore",
     "WeakKey",
+    "closing_time",
     "create_message",
     "decode_message",
     "iter_stream",
+    "opening_time",
 ]

@@ -21,6 +21,7 @@ from .database import select_in
 from .views import ballots_hash
 
 __all__ = [
+    "ballots_of",
     "closing_soon",
     "community_names",
     "community_profile",
@@ -612,6 +613,38 @@ def member_activity(db: Database, key: bytes, *, limit: int = 50) -> dict[str, A
         )
     ]
     return {"key": key.hex(), "roles": roles, "things": things, "ballots": ballots}
+
+
+def ballots_of(
+    db: Database, voter: bytes, *, proposal: bytes | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """A voter's ballots (of one ``proposal``, or of all), newest first, each with its
+    proposal's title and language (None when the proposal's body is not shown), status
+    and reason. An erased ballot stays in the list with ``choice`` None and status
+    ``erased``: it no longer counts, and erasing it again would do nothing."""
+    select = (
+        "SELECT b.vote_id, b.proposal, b.ts, b.choice, b.status, b.reason, t.title, t.lang"
+        " FROM ballots b LEFT JOIN things t ON t.id = b.proposal AND t.status = 'visible'"
+    )
+    order = " ORDER BY b.ts DESC, b.vote_id DESC LIMIT ?"
+    if proposal is None:
+        rows = db.execute(select + " WHERE b.voter = ?" + order, (voter, limit))
+    else:
+        where = " WHERE b.voter = ? AND b.proposal = ?"
+        rows = db.execute(select + where + order, (voter, proposal, limit))
+    return [
+        {
+            "id": vote_id.hex(),
+            "proposal": p.hex(),
+            "ts": ts,
+            "choice": choice,
+            "status": status,
+            "reason": reason,
+            "title": title,
+            "lang": lang,
+        }
+        for vote_id, p, ts, choice, status, reason, title, lang in rows
+    ]
 
 
 def _modlog_entry(row: tuple[Any, ...]) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def test_grant_post_vote_show_and_refusals(
     code, out, _ = run(capsys, "show", node, proposal, "--json")
     data = json.loads(out)
     assert data["counts"]["yes"] == 1 and data["tally_status"] == "none"
-    assert data["thing"]["closes"] == 4_076_006_400_000  # 2099-03-01T00:00Z
+    assert data["thing"]["closes"] == 4_076_092_799_999  # 2099-03-01T23:59:59.999Z
     # A vote by a non-member, a hide by a non-moderator, a tally by a member, early tally.
     for args in (
         ("vote", "--proposal", proposal, "--choice", "no", "--key", bob),

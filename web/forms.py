@@ -19,6 +19,7 @@ from sqlite_utils import Database
 
 from node.appkeys import STORE
 from node.clock import now_ms
+from protocol.dates import BadTime, parse_time
 from storage import forum
 
 from . import i18n
@@ -155,19 +156,14 @@ async def new_topic(request: web.Request) -> web.Response:
 # -- proposal ------------------------------------------------------------------------
 
 
-def parse_date(text: str) -> int:
-    """A date (2027-03-01: the end of that day, UTC) or a time, as ms since the epoch."""
-    text = text.strip()
+def parse_date(text: str, field: str = "closes", *, end_of_day: bool = True) -> int:
+    """A date or a time, as ms since the epoch, by the rule of :mod:`protocol.dates`
+    (the CLI's too): a bare date (2027-03-01) is the end of that day, UTC, unless
+    ``end_of_day`` is False (a time that opens something: the start of the day)."""
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            day = dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
-            return int((day + dt.timedelta(days=1)).timestamp() * 1000) - 1
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise FormError(_("Enter a date like 2027-03-01"), "closes") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp() * 1000)
+        return parse_time(text, end_of_day=end_of_day)
+    except BadTime:
+        raise FormError(_("Enter a date like 2027-03-01"), field) from None
 
 
 async def new_proposal(request: web.Request) -> web.Response:
@@ -298,17 +294,14 @@ def _vote_context(db: Database, proposal: bytes, voter: bytes, now: int) -> dict
     ctx = forum.proposal_page(db, proposal, now_ms=now)
     if ctx is None:
         return None
-    row = db.execute(
-        "SELECT choice, ts, status FROM ballots WHERE proposal = ? AND voter = ?"
-        " ORDER BY ts DESC, vote_id DESC LIMIT 1",
-        (proposal, voter),
-    ).fetchone()
+    # The newest ballot not erased: an erased one no longer counts (an older one may).
+    mine = [b for b in forum.ballots_of(db, voter, proposal=proposal) if b["choice"]]
     return {
         "target": _about(ctx["proposal"]),
         "counts": ctx["counts"],
         "open": ctx.get("open", False),
         "closes": ctx["proposal"].get("closes"),
-        "my_ballot": {"choice": row[0], "ts": row[1], "status": row[2]} if row else None,
+        "my_ballot": {k: mine[0][k] for k in ("id", "choice", "ts", "status")} if mine else None,
     }
 
 

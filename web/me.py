@@ -1,7 +1,7 @@
 """A resident's own page (``/me``): the account's status and roles, what they published
 and their ballots; download all their data (JSON) or their key (PEM, after typing the
-password again); change the password (the same key re-sealed); erase a message of
-theirs (publishes ``erase``)."""
+password again); change the password (the same key re-sealed); erase a message or a
+ballot of theirs (publishes ``erase``: an erased ballot stops counting)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,10 @@ __all__ = ["ROUTES"]
 
 def _me_context(db: Database, who_key: bytes) -> dict[str, Any]:
     activity = forum.member_activity(db, who_key, limit=100)
-    return {"activity": activity, "names": forum.community_names(db, [])}
+    # Every ballot (the one that counts, superseded and erased ones) with its proposal's
+    # title: each not yet erased gets an Erase button.
+    ballots = forum.ballots_of(db, who_key, limit=100)
+    return {"activity": activity, "ballots": ballots, "names": forum.community_names(db, [])}
 
 
 async def _render(

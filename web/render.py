@@ -79,6 +79,7 @@ class Templates:
             env.filters["short"] = short
             env.filters["highlight"] = highlight
             env.filters["zip_counts"] = zip_counts
+            env.filters["reason"] = __import__("web.reasons").reasons.reason_filter(lang)
             env.globals["bar_chart"] = bar_chart
             for name in loader.list_templates():
                 env.get_template(name)

@@ -12,7 +12,16 @@ from playwright.async_api import Page, expect
 
 from .conftest import LiveNode
 from .seed import Seeded, alice, seed
-from .tools import ConsoleWatch, activate_by_keyboard, axe_check, invisible_focus, tab_to
+from .tools import (
+    FAILING_IMPACTS,
+    ConsoleWatch,
+    activate_by_keyboard,
+    axe_check,
+    axe_source,
+    format_violations,
+    invisible_focus,
+    tab_to,
+)
 
 
 def page_types(s: Seeded) -> dict[str, tuple[str, int]]:
@@ -157,3 +166,69 @@ async def test_panel_page_and_its_twin(page: Page, live_node: LiveNode) -> None:
         )
         await expect(section).to_contain_text("draw verified")
         await expect(section).to_contain_text("draw pending")
+
+
+#: The WCAG 2.1 A/AA rules of axe whose outcome depends on the words of a page: accessible
+#: names, labels, titles, text alternatives and lang attributes. A translation changes
+#: only those; layout, contrast and structure are the same templates the en and pl
+#: sweeps check in full. Running these alone costs about a tenth of the full set.
+TEXT_RULES = (
+    "document-title",
+    "html-has-lang",
+    "html-lang-valid",
+    "valid-lang",
+    "link-name",
+    "button-name",
+    "input-button-name",
+    "label",
+    "select-name",
+    "aria-command-name",
+    "aria-input-field-name",
+    "aria-toggle-field-name",
+    "aria-tooltip-name",
+    "aria-progressbar-name",
+    "aria-meter-name",
+    "image-alt",
+    "role-img-alt",
+    "svg-img-alt",
+    "frame-title",
+    "summary-name",
+)
+_AXE_RULES = """async (rules) => {
+    const results = await axe.run(document, {
+        runOnly: {type: "rule", values: rules},
+        resultTypes: ["violations"],
+    });
+    return results.violations;
+}"""
+
+
+async def axe_text_check(page: Page) -> None:
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        await page.evaluate(axe_source())
+    violations = await page.evaluate(_AXE_RULES, list(TEXT_RULES))
+    failing = [v for v in violations if v.get("impact") in FAILING_IMPACTS]
+    assert not failing, format_violations(failing, page.url)
+
+
+async def test_every_page_type_in_the_other_languages(
+    page: Page, live_node: LiveNode, console_watch: ConsoleWatch
+) -> None:
+    """fr, de, it and lv: every page type renders in the language, with one h1, and the
+    text-dependent axe rules pass (the en and pl sweeps above run every rule)."""
+    s = await seed(live_node)
+    for lang in ("fr", "de", "it", "lv"):
+        await page.goto(s.url(f"/?lang={lang}"))
+        for name, (path, status) in page_types(s).items():
+            try:
+                response = await page.goto(s.url(path))
+                assert response is not None and response.status == status
+                want = "en" if name == "status" else lang
+                assert await page.locator("html").get_attribute("lang") == want
+                assert await page.get_by_role("heading", level=1).count() == 1
+                await axe_text_check(page)
+                if status == 404:
+                    errors = console_watch.take()
+                    assert len(errors) == 1 and "status of 404" in errors[0], errors
+            except AssertionError as exc:
+                raise AssertionError(f"{name} ({lang}): {exc}") from exc
