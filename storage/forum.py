@@ -628,7 +628,12 @@ def ballots_of(
     )
     order = " ORDER BY b.ts DESC, b.vote_id DESC LIMIT ?"
     if proposal is None:
-        rows = db.execute(select + " WHERE b.voter = ?" + order, (voter, limit))
+        # through messages_author: ballots is keyed by proposal first (m009)
+        select = select.replace(
+            " FROM ballots b", f" FROM messages m JOIN ballots b ON {_BALLOT_OF_MESSAGE}"
+        )
+        where = " WHERE m.author = ? AND m.kind = 'vote'"
+        rows = db.execute(select + where + order, (voter, limit))
     else:
         where = " WHERE b.voter = ? AND b.proposal = ?"
         rows = db.execute(select + where + order, (voter, proposal, limit))
