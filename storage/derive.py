@@ -86,6 +86,10 @@ class Derivation:
         self._bodies_by_author: dict[bytes, int] = {}
         #: id -> (JSON text, decoded fields) of the bodies written in this transaction
         self._decoded: dict[bytes, tuple[str, dict[str, Any]]] = {}
+        #: id -> (JSON text, decoded fields, edit_of) of the same bodies
+        self._fresh_bodies: dict[bytes, tuple[str, dict[str, Any], bytes | None]] = {}
+        #: ids whose body store_checked dropped (an erase by the same author)
+        self._dropped: set[bytes] = set()
         self._panels = panels.Touched()
         self._roles_change: set[bytes] = set()
         #: id -> the verdict written with the row as it was inserted (prejudge)
@@ -137,6 +141,10 @@ class Derivation:
                 (m.id, m.author),
             )
 
+    def body_dropped(self, message_id: bytes) -> None:
+        """``message_id``'s body was dropped in this transaction (by store_checked)."""
+        self._dropped.add(message_id)
+
     def prepare(self, messages: Iterable[Message]) -> None:
         """Load what the batch's derivation needs (its authors' roles) at once."""
         batch = list(messages)
@@ -158,6 +166,7 @@ class Derivation:
     def finish(self) -> None:
         conn = self.conn
         dirty = views.Dirty(conn)
+        dirty.dropped.update(self._dropped)
         role_communities: set[bytes] = set()
         rows: dict[bytes, Row] = {}
         bodies: list[tuple[Any, ...]] = []
@@ -179,6 +188,8 @@ class Derivation:
             rows[m.id] = (m.id, m.kind, m.community, m.author, m.ts, m.refs)
             if m.kind in ("grant", "revoke"):
                 role_communities.add(m.community)
+        dirty.fresh = {m.id: m for m in self._stored}
+        dirty.fresh_bodies = self._fresh_bodies
         # New ballots are written by views.refresh, with their status (no 'pending' row
         # to update).
         dirty.new_ballots = {row[0]: row for row in ballots}
@@ -213,6 +224,11 @@ class Derivation:
         text = _ENCODER.encode(decoded)
         self._decoded[m.id] = (text, decoded)
         edit_of = m.fields.get("edit_of")
+        self._fresh_bodies[m.id] = (
+            text,
+            decoded,
+            edit_of if isinstance(edit_of, bytes) else None,
+        )
         return (
             m.id,
             m.kind,
@@ -228,6 +244,11 @@ class Derivation:
         self, rows: dict[bytes, Row], role_communities: set[bytes], dirty: views.Dirty
     ) -> None:
         conn = self.conn
+        # In the first round the roles of a prejudged message's community are as they
+        # were when it was prejudged (its community's roles are not replayed in this
+        # round: prejudge leaves out the communities with a grant or revoke in the batch),
+        # so its verdict is taken as is; later rounds replay roles and judge afresh.
+        known = self._written
         while rows or role_communities:
             for community in sorted(role_communities):
                 changed = replay_roles(conn, community)
@@ -242,7 +263,8 @@ class Derivation:
             role_communities = set()
             judged = [row for row in rows.values() if row[1] not in ("grant", "revoke")]
             self.roles.preload((row[2], row[3]) for row in judged)
-            verdicts = {row[0]: self._judge(row) for row in judged}
+            verdicts = {row[0]: known.get(row[0]) or self._judge(row) for row in judged}
+            known = {}
             self._verdicts.update(verdicts)
             write_verdicts(conn, verdicts, self._written)
             dirty.messages(judged)

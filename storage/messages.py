@@ -254,6 +254,8 @@ def store_checked(db: Database, checked: Sequence[Checked], *, now_ms: int) -> l
                         "SELECT has_body FROM messages WHERE id = ?", (m.refs[0],)
                     ).fetchone()
                     held[m.refs[0]] = row[0]
+                    if not row[0]:
+                        derived.body_dropped(m.refs[0])
         flush()
         derived.finish()
     return results

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import kinds
+from protocol.messages import Message
 
 from .roles import MODERATOR_ROLES, RoleCache, Verdict
 
@@ -75,7 +76,6 @@ class Dirty:
     tallies: set[bytes] = field(default_factory=set)
     mod_targets: set[bytes] = field(default_factory=set)
     profiles: set[bytes] = field(default_factory=set)
-    parents: set[bytes] = field(default_factory=set)
     authors: set[bytes] = field(default_factory=set)
     petitions: set[bytes] = field(default_factory=set)
     signers: set[tuple[bytes, bytes]] = field(default_factory=set)
@@ -87,6 +87,19 @@ class Dirty:
     #: vote id -> (vote_id, proposal, voter, community, ts, choice) of the ballots
     #: stored in this transaction, not written to ``ballots`` yet
     new_ballots: dict[bytes, tuple[Any, ...]] = field(default_factory=dict)
+    #: the messages stored in this transaction (as stored: maybe skeletons), and the
+    #: bodies written for them: id -> (JSON text, decoded fields, edit_of); what the
+    #: views need of them is read from here rather than from the tables
+    fresh: dict[bytes, Message] = field(default_factory=dict)
+    fresh_bodies: dict[bytes, tuple[str, dict[str, Any], bytes | None]] = field(
+        default_factory=dict
+    )
+    #: ids whose body was dropped in this transaction (an erase)
+    dropped: set[bytes] = field(default_factory=set)
+    #: parent -> change of its count of visible comments right under it
+    comment_deltas: dict[bytes, int] = field(default_factory=dict)
+    #: things whose row was created in this transaction (their comments are counted)
+    created: set[bytes] = field(default_factory=set)
     #: answer id -> its body (JSON) before an erase dropped it in this transaction
     lost_answers: dict[bytes, str] = field(default_factory=dict)
 
@@ -96,8 +109,18 @@ class Dirty:
 
     def messages(self, rows: Sequence[Row]) -> None:
         """Mark the view rows that the messages ``rows`` feed (a few queries in all)."""
-        content = [row[0] for row in rows if row[1] in CONTENT_KINDS]
         edit_of: dict[bytes, bytes | None] = {}
+        content: list[bytes] = []
+        for row in rows:
+            if row[1] not in CONTENT_KINDS:
+                continue
+            if row[0] in self.dropped:
+                continue  # no body held: no edit_of
+            body = self.fresh_bodies.get(row[0])
+            if body is not None:
+                edit_of[row[0]] = body[2]
+            else:
+                content.append(row[0])
         for chunk in _chunks(content):
             edit_of.update(
                 self.conn.execute(
@@ -149,6 +172,8 @@ def forget_body(conn: sqlite3.Connection, message_id: bytes, dirty: Dirty | None
         if answer is not None:
             dirty.lost_answers[message_id] = answer[0]
     conn.execute("DELETE FROM bodies WHERE id = ?", (message_id,))
+    if dirty is not None:
+        dirty.dropped.add(message_id)
     if dirty is not None and message_id in dirty.new_ballots:
         # not written yet: it is written without its choice (and never counted)
         dirty.new_ballots[message_id] = (*dirty.new_ballots[message_id][:5], None)
@@ -194,8 +219,8 @@ def refresh(
     for target, actions in sorted(_mod_actions(conn, dirty.mod_targets).items()):
         _moderation(conn, roles, target, actions)
         dirty.things.add(target)
-    _things(conn, sorted(dirty.things), dirty, decoded)
-    _comment_counts(conn, sorted(dirty.parents))
+    _things(conn, sorted(dirty.things), dirty, decoded, verdicts)
+    _comment_counts(conn, dirty.created, dirty.comment_deltas)
     voters: dict[bytes, set[bytes]] = {}
     for proposal, voter in dirty.voters:
         if proposal not in dirty.proposals:
@@ -277,24 +302,72 @@ _THING_VALUES = (
     "closes",
     "scope",
 )
-_UPSERT_THING = "".join(
+_INSERT_THING = "".join(
     (
-        "INSERT INTO things (id, ",
+        "INSERT INTO things (rowid, id, ",
         ", ".join(_THING_VALUES),
-        ", comments) VALUES (?, ",
+        ", comments) VALUES (?, ?, ",
         ", ".join("?" * len(_THING_VALUES)),
-        ", 0) ON CONFLICT (id) DO UPDATE SET ",
-        ", ".join(f"{k} = excluded.{k}" for k in _THING_VALUES),
+        ", 0)",
     )
+)
+_UPDATE_THING = "".join(
+    ("UPDATE things SET ", ", ".join(f"{k} = ?" for k in _THING_VALUES), " WHERE id = ?")
 )
 
 
 def _things(
-    conn: sqlite3.Connection, things: Sequence[bytes], dirty: Dirty, decoded: Decoded
+    conn: sqlite3.Connection,
+    things: Sequence[bytes],
+    dirty: Dirty,
+    decoded: Decoded,
+    verdicts: Mapping[bytes, Verdict],
 ) -> None:
     """Recompute the ``things`` rows (and search, tags) of ``things``, per chunk."""
     for chunk in _chunks(things):
-        _things_chunk(conn, chunk, dirty, decoded)
+        _things_chunk(conn, chunk, dirty, decoded, verdicts)
+
+
+def _held(
+    conn: sqlite3.Connection,
+    chunk: Sequence[bytes],
+    dirty: Dirty,
+    verdicts: Mapping[bytes, Verdict],
+) -> dict[bytes, tuple[Any, ...]]:
+    """id -> (kind, community, author, ts, refs, has_body, authorized, reason, edit_of,
+    fields) of the messages of ``chunk`` held: those stored in this transaction from
+    memory, the others from the tables."""
+    held: dict[bytes, tuple[Any, ...]] = {}
+    others: list[bytes] = []
+    for thing in chunk:
+        m = dirty.fresh.get(thing)
+        v = verdicts.get(thing)
+        if m is None or v is None:
+            others.append(thing)
+            continue
+        dropped = thing in dirty.dropped
+        body = None if dropped else dirty.fresh_bodies.get(thing)
+        held[thing] = (
+            m.kind,
+            m.community,
+            m.author,
+            m.ts,
+            b"".join(m.refs),
+            int(m.body is not None and not dropped),
+            int(v.authorized),
+            v.reason,
+            None if body is None else body[2],
+            None if body is None else body[0],
+        )
+    for part in _chunks(others):
+        for row in conn.execute(
+            "SELECT m.id, m.kind, m.community, m.author, m.ts, m.refs, m.has_body,"  # noqa: S608
+            " m.authorized, m.auth_reason, b.edit_of, b.fields FROM messages m"
+            f" LEFT JOIN bodies b ON b.id = m.id WHERE m.id IN ({_marks(part)})",
+            part,
+        ):
+            held[row[0]] = row[1:]
+    return held
 
 
 def _decode(decoded: Decoded, message_id: bytes, text: str | None) -> dict[str, Any] | None:
@@ -307,26 +380,23 @@ def _decode(decoded: Decoded, message_id: bytes, text: str | None) -> dict[str, 
 
 
 def _things_chunk(
-    conn: sqlite3.Connection, chunk: Sequence[bytes], dirty: Dirty, decoded: Decoded
+    conn: sqlite3.Connection,
+    chunk: Sequence[bytes],
+    dirty: Dirty,
+    decoded: Decoded,
+    verdicts: Mapping[bytes, Verdict],
 ) -> None:
     marks = _marks(chunk)
-    held = {
-        row[0]: row[1:]
-        for row in conn.execute(
-            "SELECT m.id, m.kind, m.community, m.author, m.ts, m.refs, m.has_body,"  # noqa: S608
-            " a.authorized, a.reason, b.edit_of, b.fields FROM messages m"
-            " LEFT JOIN message_auth a ON a.id = m.id LEFT JOIN bodies b ON b.id = m.id"
-            f" WHERE m.id IN ({marks})",
-            chunk,
-        )
-    }
+    held = _held(conn, chunk, dirty, verdicts)
+    #: id -> (rowid, parent, counted: a visible comment, counted in its parent's count)
     old = {
-        row[0]: (row[1], row[2])
+        row[0]: (row[1], row[2], row[3] == "comment" and row[4] == "visible")
         for row in conn.execute(
-            f"SELECT id, rowid, parent FROM things WHERE id IN ({marks})",  # noqa: S608
+            f"SELECT id, rowid, parent, kind, status FROM things WHERE id IN ({marks})",  # noqa: S608
             chunk,
         )
     }
+    deltas = dirty.comment_deltas
     versions: dict[bytes, list[tuple[bytes, int, str, bytes, str]]] = {}
     for edit_of, version_id, ts, text, author, kind in conn.execute(
         "SELECT b.edit_of, b.id, b.ts, b.fields, b.author, b.kind FROM bodies b"  # noqa: S608
@@ -357,8 +427,8 @@ def _things_chunk(
         if row is None or row[0] not in CONTENT_KINDS or row[8] is not None:
             if before is not None:
                 drops.append((thing, before[0]))
-                if before[1] is not None:
-                    dirty.parents.add(before[1])
+                if before[2] and before[1] is not None:
+                    deltas[before[1]] = deltas.get(before[1], 0) - 1
             continue
         kind, community, author, ts, refs, has_body, authorized, reason, _, body = row
         parent = refs[:32] if refs else None
@@ -416,9 +486,13 @@ def _things_chunk(
             )
         )
         shown_rows[thing] = (kind, status, title, text, shown)
-        dirty.parents.add(thing)
+        if before is None:
+            dirty.created.add(thing)
         if parent is not None:
-            dirty.parents.add(parent)
+            counted = kind == "comment" and status == "visible"
+            change = int(counted) - int(before is not None and before[2])
+            if change:
+                deltas[parent] = deltas.get(parent, 0) + change
         if kind == "proposal":
             dirty.proposals.add(thing)
         elif kind == "petition":
@@ -431,16 +505,16 @@ def _things_chunk(
         conn.executemany("DELETE FROM things WHERE id = ?", [(t,) for t, _ in drops])
     if not upserts:
         return
-    conn.executemany(_UPSERT_THING, upserts)
+    # Existing rows are updated in place; new rows get the next rowids (as SQLite would
+    # give them), so that the search entries can be written without reading them back.
     rowids = {t: before[0] for t, before in old.items() if t in shown_rows}
-    new = [t for t in shown_rows if t not in rowids]
-    for part in _chunks(new):
-        rowids.update(
-            conn.execute(
-                f"SELECT id, rowid FROM things WHERE id IN ({_marks(part)})",  # noqa: S608
-                part,
-            ).fetchall()
-        )
+    conn.executemany(_UPDATE_THING, [(*u[1:], u[0]) for u in upserts if u[0] in rowids])
+    inserts = [u for u in upserts if u[0] not in rowids]
+    if inserts:
+        top = conn.execute("SELECT coalesce(max(rowid), 0) FROM things").fetchone()[0]
+        for i, u in enumerate(inserts, start=top + 1):
+            rowids[u[0]] = i
+        conn.executemany(_INSERT_THING, [(rowids[u[0]], *u) for u in inserts])
     again = [t for t in shown_rows if t in old]
     conn.executemany("DELETE FROM search WHERE rowid = ?", [(rowids[t],) for t in again])
     conn.executemany("DELETE FROM topic_tags WHERE topic = ?", [(t,) for t in again])
@@ -456,26 +530,31 @@ def _things_chunk(
     conn.executemany("INSERT OR IGNORE INTO topic_tags (tag, topic) VALUES (?, ?)", tags)
 
 
-def _comment_counts(conn: sqlite3.Connection, parents: Sequence[bytes]) -> None:
-    """Set ``comments`` (visible comments right under it) of each thing in ``parents``."""
-    for chunk in _chunks(parents):
-        marks = _marks(chunk)
-        counts = dict(
-            conn.execute(
-                "SELECT parent, count(*) FROM things WHERE kind = 'comment'"  # noqa: S608
-                f" AND status = 'visible' AND parent IN ({marks}) GROUP BY parent",
-                chunk,
-            ).fetchall()
-        )
+def _comment_counts(
+    conn: sqlite3.Connection, created: set[bytes], deltas: Mapping[bytes, int]
+) -> None:
+    """Keep ``comments`` (visible comments right under a thing) right: count them for
+    the things ``created`` in this transaction, and add the change of the others'
+    (``deltas``: a comment became visible, or stopped being, under them)."""
+    conn.executemany(
+        "UPDATE things SET comments = comments + ? WHERE id = ?",
+        [
+            (change, parent)
+            for parent, change in sorted(deltas.items())
+            if change and parent not in created
+        ],
+    )
+    # A created row starts at 0: only those with comments held already are updated.
+    for chunk in _chunks(sorted(created)):
         conn.executemany(
             "UPDATE things SET comments = ? WHERE id = ?",
             [
-                (counts.get(thing, 0), thing)
-                for thing, comments in conn.execute(
-                    f"SELECT id, comments FROM things WHERE id IN ({marks})",  # noqa: S608
+                (count, parent)
+                for parent, count in conn.execute(
+                    "SELECT parent, count(*) FROM things WHERE kind = 'comment'"  # noqa: S608
+                    f" AND status = 'visible' AND parent IN ({_marks(chunk)}) GROUP BY parent",
                     chunk,
-                ).fetchall()
-                if comments != counts.get(thing, 0)
+                )
             ],
         )
 
