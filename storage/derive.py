@@ -80,7 +80,7 @@ class Derivation:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.roles = RoleCache(conn)
+        self.roles = RoleCache.shared(conn)
         self._stored: list[Message] = []
         self._pending_known: set[bytes] = set()
         self._bodies_by_author: dict[bytes, int] = {}
@@ -217,6 +217,7 @@ class Derivation:
         self._settle(rows, role_communities, dirty)
         views.refresh(conn, self.roles, dirty, self._decoded, self._verdicts)
         panels.refresh(conn, self._panels)
+        self.roles.publish()
 
     def _body_row(self, m: Message) -> tuple[Any, ...]:
         assert m.fields is not None

@@ -16,6 +16,7 @@ answers "was this author allowed to publish this kind, at this time, here".
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -93,9 +94,41 @@ class RoleCache:
     conn: sqlite3.Connection
     _intervals: dict[tuple[bytes, bytes], list[tuple[str, int, int]]] = field(default_factory=dict)
     _known: dict[bytes, bool] = field(default_factory=dict)
+    #: what earlier transactions read (see :meth:`shared`); never written to here
+    _base: _Shared | None = None
+    _path: str = ""
+
+    @classmethod
+    def shared(cls, conn: sqlite3.Connection) -> RoleCache:
+        """A cache for one write transaction that starts from what earlier transactions
+        on the same database read, while the roles have not changed since (the roles
+        token in ``settings``, which :func:`replay_roles` renews, is the same). Call
+        :meth:`publish` at the end of the transaction."""
+        path = str(conn.execute("PRAGMA database_list").fetchone()[2])
+        row = conn.execute("SELECT value FROM settings WHERE key = ?", (ROLES_STAMP,)).fetchone()
+        token = _renew_token(conn) if row is None else str(row[0])
+        base = _SHARED.get(path)
+        if base is None or base.token != token:
+            base = _SHARED[path] = _Shared(token)
+        return cls(conn, _base=base, _path=path)
+
+    def publish(self) -> None:
+        """Share what this transaction read with the next ones (unless the roles changed
+        in it: then the shared cache of this database is dropped)."""
+        base = self._base
+        if base is None:
+            _SHARED.pop(self._path, None)
+            return
+        if len(base.intervals) + len(self._intervals) > SHARED_LIMIT:
+            base.intervals.clear()
+            base.known.clear()
+        base.intervals.update(self._intervals)
+        base.known.update(key for key, known in self._known.items() if known)
 
     def intervals(self, community: bytes, key: bytes) -> list[tuple[str, int, int]]:
         got = self._intervals.get((community, key))
+        if got is None and self._base is not None:
+            got = self._base.intervals.get((community, key))
         if got is None:
             got = [
                 (role, start, _NO_END if end is None else end)
@@ -119,6 +152,8 @@ class RoleCache:
 
     def known(self, key: bytes) -> bool:
         got = self._known.get(key)
+        if got is None and self._base is not None and key in self._base.known:
+            return True
         if got is None:
             got = (
                 self.conn.execute(
@@ -139,10 +174,12 @@ class RoleCache:
         with a few set-based queries instead of one per key."""
         by_community: dict[bytes, set[bytes]] = {}
         keys: set[bytes] = set()
+        base = self._base or _Shared("")
         for community, key in pairs:
-            if key != community and (community, key) not in self._intervals:
+            pair = (community, key)
+            if key != community and pair not in self._intervals and pair not in base.intervals:
                 by_community.setdefault(community, set()).add(key)
-            if key not in self._known:
+            if key not in self._known and key not in base.known:
                 keys.add(key)
         for community, members in by_community.items():
             found: dict[bytes, list[tuple[str, int, int]]] = {k: [] for k in members}
@@ -183,9 +220,39 @@ class RoleCache:
         self._known[key] = True
 
     def forget(self, community: bytes, keys: Iterable[bytes]) -> None:
+        """``community``'s roles were replayed: forget what changed (and stop using and
+        sharing what earlier transactions read)."""
+        self._base = None
         for key in keys:
             self._intervals.pop((community, key), None)
             self._known.pop(key, None)
+
+
+#: The ``settings`` key of the roles stamp: renewed whenever roles are replayed.
+ROLES_STAMP = "roles_stamp"
+#: How many (community, key) entries the shared cache of a database keeps at most.
+SHARED_LIMIT = 200_000
+
+
+@dataclass
+class _Shared:
+    """What write transactions on one database read of the roles, as of ``token``."""
+
+    token: str
+    intervals: dict[tuple[bytes, bytes], list[tuple[str, int, int]]] = field(default_factory=dict)
+    known: set[bytes] = field(default_factory=set)
+
+
+#: database file -> its shared role cache (the writer of a node, one per process)
+_SHARED: dict[str, _Shared] = {}
+
+
+def _renew_token(conn: sqlite3.Connection) -> str:
+    """A new random roles stamp: a cache read under another token is not used again
+    (random, so that another database later put at the same path never matches)."""
+    token = os.urandom(8).hex()
+    conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (ROLES_STAMP, token))
+    return token
 
 
 def _chunks(items: list[bytes], size: int = 500) -> Iterable[list[bytes]]:
@@ -290,6 +357,7 @@ def replay_roles(conn: sqlite3.Connection, community: bytes) -> set[bytes]:
                 revoked[3] = min(revoked[3], ts)
                 verdicts[message_id] = Verdict(True)
     conn.execute("DELETE FROM role_grants WHERE community = ?", (community,))
+    _renew_token(conn)
     conn.executemany(
         "INSERT INTO role_grants (grant_id, community, member, role, start_ts, end_ts,"
         " author, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
