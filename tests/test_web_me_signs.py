@@ -98,6 +98,13 @@ async def test_sign_then_erase_the_signature_from_me(
     html = await (await alice.get("/me")).text()
     assert sign["id"] not in _erase_buttons(html) and newest["id"] in _erase_buttons(html)
     assert "the signature was erased (or its content is not held here)" in html
+    # Having erased it, Alice may sign again: the new signature counts.
+    assert (await post(alice, f"/m/{petition}/sign", {})).status == 303
+    assert (await twin(alice, f"/m/{petition}"))["counts"]["signatures"] == 1
+    again = await post(alice, f"/m/{petition}/sign", {})
+    assert again.status == 409 and "signed this petition already" in await again.text()
+    signs = [s for s in (await twin(alice, "/me"))["signatures"] if s["petition"] == petition]
+    assert [(s["status"], s["erased"]) for s in signs] == [("counted", False), ("erased", True)]
 
 
 async def test_erasing_the_newest_answers_brings_back_the_ones_before(
