@@ -152,7 +152,8 @@ def check_effect(
     if kind == "sign" and target is not None:
         again = db.execute(
             "SELECT 1 FROM message_refs r JOIN messages m ON m.id = r.id WHERE r.ref = ?"
-            " AND r.position = 0 AND m.kind = 'sign' AND m.author = ? LIMIT 1",
+            " AND r.position = 0 AND m.kind = 'sign' AND m.author = ? AND m.has_body = 1"
+            " LIMIT 1",  # an erased sign counts no more: signing again counts (docs/civic.md)
             (target, author),
         ).fetchone()
         if again is not None:

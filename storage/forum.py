@@ -39,6 +39,8 @@ __all__ = [
     "report_queue",
     "search",
     "show",
+    "signatures_of",
+    "survey_answers_of",
     "survey_results",
     "thing",
     "thread",
@@ -649,6 +651,61 @@ def ballots_of(
             "lang": lang,
         }
         for vote_id, p, ts, choice, status, reason, title, lang in rows
+    ]
+
+
+def signatures_of(db: Database, signer: bytes, *, limit: int = 100) -> list[dict[str, Any]]:
+    """A key's petition signatures, newest first (index ``signatures_by_signer``), each
+    with its petition's title and language (None when the petition's body is not shown),
+    its status and reason. An erased signature stays in the list with ``erased`` True and
+    status ``erased`` (or ``blocked`` when the petition is): it no longer counts."""
+    rows = db.execute(
+        "SELECT s.sign_id, s.petition, s.ts, s.status, s.reason, m.has_body, t.title, t.lang"
+        " FROM signatures s JOIN messages m ON m.id = s.sign_id"
+        " LEFT JOIN things t ON t.id = s.petition AND t.status = 'visible'"
+        " WHERE s.signer = ? ORDER BY s.ts DESC, s.sign_id DESC LIMIT ?",
+        (signer, limit),
+    )
+    return [
+        {
+            "id": sign_id.hex(),
+            "petition": petition.hex(),
+            "ts": ts,
+            "status": status,
+            "reason": reason,
+            "erased": not has_body,
+            "title": title,
+            "lang": lang,
+        }
+        for sign_id, petition, ts, status, reason, has_body, title, lang in rows
+    ]
+
+
+def survey_answers_of(db: Database, member: bytes, *, limit: int = 100) -> list[dict[str, Any]]:
+    """A key's survey answers, newest first, each with its survey's title and language
+    (None when the survey's body is not shown), its status and reason. Read through
+    ``messages_author`` (survey_answers is indexed by survey first), like
+    :func:`ballots_of`. An erased answer stays in the list with ``erased`` True: it no
+    longer counts, and the member's answer before it (if any) counts again."""
+    rows = db.execute(
+        "SELECT a.answer_id, a.survey, a.ts, a.status, a.reason, m.has_body, t.title, t.lang"
+        " FROM messages m JOIN survey_answers a ON a.answer_id = m.id"
+        " LEFT JOIN things t ON t.id = a.survey AND t.status = 'visible'"
+        " WHERE m.author = ? AND m.kind = 'answer' ORDER BY m.ts DESC, m.id DESC LIMIT ?",
+        (member, limit),
+    )
+    return [
+        {
+            "id": answer_id.hex(),
+            "survey": survey.hex(),
+            "ts": ts,
+            "status": status,
+            "reason": reason,
+            "erased": not has_body,
+            "title": title,
+            "lang": lang,
+        }
+        for answer_id, survey, ts, status, reason, has_body, title, lang in rows
     ]
 
 

@@ -42,6 +42,17 @@ __all__ = ["ROUTES"]
 
 ADMINS = frozenset({"admin"})
 ROLES = ("member", "moderator", "official", "admin")
+#: A form error's field -> the id of its input on the page (each form has its prefix).
+FIELD_IDS = {
+    "member": "g-member",
+    "role": "g-role",
+    "until": "g-until",
+    "grant": "r-grant",
+    "reason": "r-reason",
+    "url": "p-url",
+}
+#: What a refused form gets back in its inputs (never a password: there is none here).
+_KEPT = tuple(FIELD_IDS)
 
 
 def _admin_context(db: Database, community: bytes, is_admin: bool) -> dict[str, Any]:
@@ -73,14 +84,28 @@ def _admin_context(db: Database, community: bytes, is_admin: bool) -> dict[str, 
 
 
 async def _render(
-    request: web.Request, who: Viewer, error: FormError | None = None
+    request: web.Request,
+    who: Viewer,
+    error: FormError | None = None,
+    values: dict[str, str] | None = None,
 ) -> web.Response:
+    """The page; with ``error``, the summary links to the field at fault (its input's id
+    on this page of several forms: :data:`FIELD_IDS`) and ``values`` refill the form."""
     get_session(request, create=True)
     ctx = await request.app[STORE].read(
         _admin_context, request.app[COMMUNITY_ID], who.holds(ADMINS)
     )
     if error is not None:
-        ctx["errors"] = [{"message": error.message, "detail": error.detail}]
+        ctx["errors"] = [
+            {
+                "field": error.field,
+                "anchor": FIELD_IDS.get(error.field or ""),
+                "message": error.message,
+                "detail": error.detail,
+            }
+        ]
+        if values is not None:
+            ctx["values"] = {k: values.get(k, "") for k in _KEPT}
     return page(request, "admin.html", ctx, status=error.status if error else 200)
 
 
@@ -160,10 +185,10 @@ async def grant(request: web.Request) -> web.Response:
         fields: dict[str, Any] = {"member": member, "role": role}
         until = values.get("until", "").strip()
         if until:
-            fields["until"] = parse_date(until)
+            fields["until"] = parse_date(until, "until")
         await publish_as(request, who.key, "grant", fields)
     except FormError as exc:
-        return await _render(request, who, exc)
+        return await _render(request, who, exc, values)
     raise see_other("/admin")
 
 
@@ -181,7 +206,7 @@ async def revoke(request: web.Request) -> web.Response:
         reason = values.get("reason", "").strip()
         await publish_as(request, who.key, "revoke", {"reason": reason}, [grant_id])
     except FormError as exc:
-        return await _render(request, who, exc)
+        return await _render(request, who, exc, values)
     raise see_other("/admin")
 
 
@@ -199,7 +224,7 @@ async def peer_add(request: web.Request) -> web.Response:
                 _("The peer was not added"), "url", detail=str(exc), status=409
             ) from None
     except FormError as exc:
-        return await _render(request, who, exc)
+        return await _render(request, who, exc, values)
     raise see_other("/admin")
 
 
@@ -208,7 +233,7 @@ async def peer_remove(request: web.Request) -> web.Response:
     values = await form_values(request)
     removed = await request.app[STORE].write(peer_fns.remove_peer, values.get("url", ""))
     if not removed:
-        return await _render(request, who, FormError(_("No such peer"), "url", status=404))
+        return await _render(request, who, FormError(_("No such peer"), None, status=404))
     raise see_other("/admin")
 
 

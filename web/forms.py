@@ -156,10 +156,12 @@ async def new_topic(request: web.Request) -> web.Response:
 # -- proposal ------------------------------------------------------------------------
 
 
-def parse_date(text: str, field: str = "closes", *, end_of_day: bool = True) -> int:
+def parse_date(text: str, field: str, *, end_of_day: bool = True) -> int:
     """A date or a time, as ms since the epoch, by the rule of :mod:`protocol.dates`
     (the CLI's too): a bare date (2027-03-01) is the end of that day, UTC, unless
-    ``end_of_day`` is False (a time that opens something: the start of the day)."""
+    ``end_of_day`` is False (a time that opens something: the start of the day). A bad
+    one is a :class:`FormError` on ``field`` (no default: the error names the form's own
+    input, e.g. ``until`` on the admin's grant form, not ``closes``)."""
     try:
         return parse_time(text, end_of_day=end_of_day)
     except BadTime:
@@ -192,7 +194,7 @@ async def new_proposal(request: web.Request) -> web.Response:
 
     def build(values: dict[str, str], who: Viewer) -> Any:
         _required(values, "title", "problem", "solution", "closes")
-        closes = parse_date(values.get("closes", ""))
+        closes = parse_date(values.get("closes", ""), "closes")
         if closes <= now_ms():
             raise FormError(_("The closing date is in the past"), "closes")
         fields = {

@@ -1,7 +1,8 @@
-"""A resident's own page (``/me``): the account's status and roles, what they published
-and their ballots; download all their data (JSON) or their key (PEM, after typing the
-password again); change the password (the same key re-sealed); erase a message or a
-ballot of theirs (publishes ``erase``: an erased ballot stops counting)."""
+"""A resident's own page (``/me``): the account's status and roles, what they published,
+their ballots, petition signatures and survey answers; download all their data (JSON) or
+their key (PEM, after typing the password again); change the password (the same key
+re-sealed); erase a message, a ballot, a signature or a survey answer of theirs
+(publishes ``erase``: an erased ballot, signature or answer stops counting)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,14 @@ def _me_context(db: Database, who_key: bytes) -> dict[str, Any]:
     # Every ballot (the one that counts, superseded and erased ones) with its proposal's
     # title: each not yet erased gets an Erase button.
     ballots = forum.ballots_of(db, who_key, limit=100)
-    return {"activity": activity, "ballots": ballots, "names": forum.community_names(db, [])}
+    # Likewise every signature and survey answer, erased ones without a button.
+    return {
+        "activity": activity,
+        "ballots": ballots,
+        "signatures": forum.signatures_of(db, who_key, limit=100),
+        "answers": forum.survey_answers_of(db, who_key, limit=100),
+        "names": forum.community_names(db, []),
+    }
 
 
 async def _render(
