@@ -18,7 +18,7 @@ from node.folder import load_config
 from node.publish import init_node
 from storage.messages import ingest
 from web import cache as web_cache
-from web.cache import PAGE_CACHE, PageCache, _Entry
+from web.cache import CACHE_CONTROL, PAGE_CACHE, VARY, PageCache, make_entry
 from web.sessions import COOKIE
 
 from .conftest import Factory
@@ -41,7 +41,7 @@ async def test_a_write_through_the_store_renews_every_page(
     assert again.content_type == "text/html" and again.charset == "utf-8"
     # Gzipped once for the clients that accept it (the test client does, and unzips).
     assert again.headers["Content-Encoding"] == "gzip"
-    assert again.headers["Vary"] == "Accept-Encoding"
+    assert again.headers["Vary"] == VARY
     plain = await client.get("/", headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in plain.headers and await plain.text() == first
     assert again.headers["Content-Security-Policy"].startswith("default-src 'self'")
@@ -91,7 +91,7 @@ async def test_an_old_page_is_served_once_more_while_it_is_rendered_again(
     client = await aiohttp_client(app)
     cache = app[PAGE_CACHE]
     first = await (await client.get("/federation")).text()
-    key = ("en", False, "/federation")
+    key = ("en", False, "http", client.host + ":" + str(client.port), "/federation")
     born = cache.get(key, app[STORE].generation).born  # type: ignore[union-attr]
     monkeypatch.setattr(web_cache, "TTL", 0.0)  # every entry is now old
     assert await (await client.get("/federation")).text() == first
@@ -101,25 +101,31 @@ async def test_an_old_page_is_served_once_more_while_it_is_rendered_again(
     assert renewed is not None and renewed.born > born and not cache.refreshing
 
 
-def entry(body: bytes, generation: int = 0) -> _Entry:
-    return _Entry(generation, 0.0, 200, "text/html", "utf-8", body, b"")
+def entry(body: bytes, generation: int = 0) -> Any:
+    return make_entry(generation, 0.0, body, [("Content-Type", "text/html")], lang="en")
+
+
+def key(name: str) -> Any:
+    return ("en", False, "http", "h", name)
 
 
 def test_the_cache_is_bounded_and_versioned() -> None:
-    cache = PageCache(max_entries=2, max_bytes=800)
+    cache = PageCache(max_entries=2, max_bytes=1000)
     for name in ("a", "b", "c"):
-        cache.put(("en", False, name), entry(b"x" * 10))
-    assert len(cache) == 2 and cache.get(("en", False, "a"), 0) is None
-    assert cache.get(("en", False, "c"), 0) is not None
+        cache.put(key(name), entry(b"x" * 10))
+    assert len(cache) == 2 and cache.get(key("a"), 0) is None
+    assert cache.get(key("c"), 0) is not None
     # Another generation (a write happened) is a miss.
-    assert cache.get(("en", False, "c"), 1) is None
-    # Bytes are bounded too, and a page larger than an eighth of them is not kept.
-    sized = PageCache(max_entries=100, max_bytes=800)
-    sized.put(("en", False, "big"), entry(b"x" * 101))
+    assert cache.get(key("c"), 1) is None
+    # Bytes (plain and gzipped) are bounded too, and a page larger than an eighth of
+    # them is not kept.
+    size = len(entry(b"x" * 100).body) + len(entry(b"x" * 100).gzipped)
+    sized = PageCache(max_entries=100, max_bytes=size * 8)
+    sized.put(key("big"), entry(b"x" * 101 + bytes(range(256))))
     assert len(sized) == 0
     for i in range(9):
-        sized.put(("en", False, str(i)), entry(b"x" * 100))
-    assert len(sized) == 8 and sized.get(("en", False, "0"), 0) is None
+        sized.put(key(str(i)), entry(b"x" * 100))
+    assert len(sized) == 8 and sized.get(key("0"), 0) is None
 
 
 async def test_a_page_that_starts_a_session_is_never_kept(

@@ -13,7 +13,7 @@ from aiohttp import web
 from node.appkeys import SESSIONS, STATIC, TEMPLATES
 
 from . import accounts, admin, forms, me, moderate
-from .cache import PAGE_CACHE, PageCache
+from .cache import PAGE_CACHE, PageCache, cached_pages_middleware
 from .pages import ROUTES, not_found_middleware
 from .render import Templates
 from .security import csrf_middleware, headers_middleware
@@ -93,5 +93,8 @@ def setup_web(app: web.Application) -> None:
     app.cleanup_ctx.append(templates_ctx)
     app.cleanup_ctx.append(accounts.accounts_ctx)
     app.middlewares.extend(web_middlewares(sessions))  # type: ignore[arg-type]
+    # Outermost of all (before node/app.py's guard): a kept page for an anonymous reader
+    # is answered before the rest of the stack runs (web/cache.py).
+    app.middlewares.insert(0, cached_pages_middleware)
     add_page_routes(app)
     add_form_routes(app)
