@@ -151,6 +151,8 @@ class PageCache:
         self.refreshing: set[asyncio.Task[web.StreamResponse]] = set()
         self.hits = 0
         self.misses = 0
+        #: Hits answered by :func:`cached_pages_middleware`, before the rest of the stack.
+        self.early = 0
         #: Renders that found the context unchanged and kept the page without its template.
         self.unchanged = 0
 
@@ -168,11 +170,7 @@ class PageCache:
         """The entry of ``key`` when it is of this generation and younger than TTL
         (counted as a hit); otherwise None, and nothing counted (the whole stack will)."""
         entry = self._entries.get(key)
-        if (
-            entry is None
-            or entry.generation != generation
-            or time.monotonic() - entry.born >= TTL
-        ):
+        if entry is None or entry.generation != generation or time.monotonic() - entry.born >= TTL:
             return None
         self._entries.move_to_end(key)
         self.hits += 1
@@ -350,6 +348,7 @@ async def cached_pages_middleware(request: web.Request, handler: Handler) -> web
         if cache is not None and key is not None:
             entry = cache.fresh(key, request.app[STORE].generation)
             if entry is not None:
+                cache.early += 1
                 return respond(entry, request)
     return await handler(request)
 

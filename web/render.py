@@ -116,7 +116,7 @@ class DigestSlot:
 PAGE_DIGEST = web.RequestKey("fora_page_digest", DigestSlot)
 
 
-class Unchanged(Exception):  # noqa: N818 - a signal, not an error
+class Unchanged(Exception):
     """Raised by :func:`page` instead of rendering when the page cache asked and the
     context is the very one its kept page was rendered from (same template, status,
     language and data): the kept page is still right, the template need not run."""
