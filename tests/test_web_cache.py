@@ -16,8 +16,10 @@ from node.appkeys import SESSIONS, STORE, TEMPLATES
 from node.clock import now_ms
 from node.folder import load_config
 from node.publish import init_node
+from storage.database import open_database
 from storage.messages import ingest
 from web import cache as web_cache
+from web import pages as web_pages
 from web.cache import CACHE_CONTROL, PAGE_CACHE, VARY, PageCache, make_entry
 from web.sessions import COOKIE
 
@@ -336,12 +338,81 @@ async def test_a_write_that_leaves_a_page_as_it_was_does_not_render_it_again(
     assert await after["/moderation"].text() == await before["/moderation"].text()
     assert "moderation.html" not in rendered and "topic.html" in rendered
     assert cache.unchanged == 1 + ("community.html" not in rendered)
-    # An old page renewed in the background is kept the same way when unchanged.
+    # An old page with nothing committed since it was read is renewed without reading.
     monkeypatch.setattr(web_cache, "TTL", 0.0)
     rendered.clear()
     await client.get("/moderation")
     await asyncio.gather(*cache.refreshing)
-    assert rendered == [] and cache.unchanged >= 2
+    assert rendered == [] and cache.unread == 1
+
+
+async def test_an_old_page_is_read_again_after_another_process_wrote(
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``fora post`` from another process commits without this node's store: the
+    page is read again at its age and shows it (the store's generation cannot tell)."""
+    _config, key, _ = init_node(tmp_path / "n", name="Bomarzo", country="IT")
+    config = load_config(tmp_path / "n")
+    app = create_app(config)
+    client = await aiohttp_client(app)
+    cache = app[PAGE_CACHE]
+    f = Factory(key, start=now_ms() - 60_000)
+    topic = f.topic("Night buses")
+    await app[STORE].write(ingest, [topic.raw], now_ms=now_ms())
+    page = f"/t/{topic.id.hex()}"
+    before = await (await client.get(page)).text()
+    generation = app[STORE].generation
+    other = open_database(config.db_path)  # another process's connection
+    try:
+        with other.conn:
+            results = ingest(other, [f.comment(topic.id, "Every half hour.").raw], now_ms=now_ms())
+        assert results[0].result.value == "ok"
+    finally:
+        other.close()
+    assert app[STORE].generation == generation
+    # Younger than TTL, the kept page is still served (the bound the TTL sets).
+    assert await (await client.get(page)).text() == before
+    monkeypatch.setattr(web_cache, "TTL", 0.0)
+    await client.get(page)  # served once more while it is read again
+    await asyncio.gather(*cache.refreshing)
+    assert cache.unread == 0
+    monkeypatch.setattr(web_cache, "TTL", 60.0)
+    assert "Every half hour." in await (await client.get(page)).text()
+
+
+async def test_a_page_is_read_again_when_the_clock_changes_it(
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proposal page says whether voting is open: once it closes, the kept page is
+    read again at its age though nothing was written; before, it is renewed unread."""
+    _config, key, _ = init_node(tmp_path / "n", name="Bomarzo", country="IT")
+    app = create_app(load_config(tmp_path / "n"))
+    client = await aiohttp_client(app)
+    cache = app[PAGE_CACHE]
+    start = now_ms()
+    f = Factory(key, start=start - 60_000)
+    topic = f.topic("Night buses")
+    proposal = f.proposal(topic.id, closes=start + 3_600_000)
+    await app[STORE].write(ingest, [topic.raw, proposal.raw], now_ms=start)
+    page = f"/m/{proposal.id.hex()}.json"
+    assert (await (await client.get(page)).json())["open"] is True
+    monkeypatch.setattr(web_cache, "TTL", 0.0)
+    await client.get(page)
+    await asyncio.gather(*cache.refreshing)
+    assert cache.unread == 1  # an hour before it closes, nothing to read again
+    # Two hours later (the pages' clock and the cache's).
+    later = start + 7_200_000
+    monkeypatch.setattr(web_pages, "now_ms", lambda: later)
+    monkeypatch.setattr(web_cache, "now_ms", lambda: later)
+    await client.get(page)
+    await asyncio.gather(*cache.refreshing)
+    assert cache.unread == 1
+    monkeypatch.setattr(web_cache, "TTL", 60.0)
+    assert (await (await client.get(page)).json())["open"] is False
 
 
 async def test_the_host_a_page_was_asked_for_is_part_of_its_key(

@@ -30,15 +30,20 @@ import asyncio
 import dataclasses
 import gzip
 import hashlib
+import math
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from node.appkeys import STORE
+from node.clock import now_ms
 
 from . import i18n, render
 from .security import SECURITY_HEADERS
@@ -52,9 +57,11 @@ __all__ = [
     "PAGE_CACHE",
     "TTL",
     "VARY",
+    "DatabaseChanges",
     "PageCache",
     "cached",
     "cached_pages_middleware",
+    "changes_at",
     "make_entry",
 ]
 
@@ -90,6 +97,10 @@ class _Entry:
     plain_headers: CIMultiDictProxy[str]
     gzip_headers: CIMultiDictProxy[str]
     not_modified_headers: CIMultiDictProxy[str]
+    #: The database's version (:class:`DatabaseChanges`) read before the page's data.
+    version: int | None
+    #: When the page may change by the clock alone (ms; -inf: any time, +inf: never).
+    clock_until: float
 
 
 def make_entry(
@@ -100,6 +111,8 @@ def make_entry(
     *,
     lang: str,
     digest: bytes | None = None,
+    version: int | None = None,
+    clock_until: float = -math.inf,
 ) -> _Entry:
     """An entry for ``body``; ``headers`` are the rendered response's own (its
     Content-Type first of all)."""
@@ -129,7 +142,51 @@ def make_entry(
         CIMultiDictProxy(plain),
         CIMultiDictProxy(gzipped),
         CIMultiDictProxy(not_modified),
+        version,
+        clock_until,
     )
+
+
+class DatabaseChanges:
+    """Whether anyone committed to the database since a moment: SQLite's
+    ``PRAGMA data_version`` on a read-only connection of its own, used from a thread of
+    its own. It changes on every commit by another connection: this node's writer, and
+    another process (``fora post``, ``fora account add``) too, which the store's write
+    generation does not see."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fora-cache-changes")
+        self._db: sqlite3.Connection | None = None
+
+    def _version(self) -> int:
+        if self._db is None:
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    async def version(self) -> int:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._version)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._close)
+        self._pool.shutdown()
+
+
+#: When the page being rendered may change by the clock alone (see :func:`changes_at`).
+_CLOCK = web.RequestKey("fora_page_clock", float)
+
+
+def changes_at(request: web.Request, when_ms: int | None) -> None:
+    """Declared by a page handler: the page it renders may change by the clock alone at
+    ``when_ms`` (a proposal closing), or never (None). A page whose handler declares
+    nothing is read again every :data:`TTL` seconds; a declared one only when the
+    database changed (any process) or that moment has passed."""
+    request[_CLOCK] = math.inf if when_ms is None else float(when_ms)
 
 
 def _size(entry: _Entry) -> int:
@@ -155,6 +212,10 @@ class PageCache:
         self.early = 0
         #: Renders that found the context unchanged and kept the page without its template.
         self.unchanged = 0
+        #: Old pages renewed without reading (nothing committed, not due by the clock).
+        self.unread = 0
+        #: Set when the app starts (``setup_web``): the database's version.
+        self.changes: DatabaseChanges | None = None
 
     def get(self, key: Key, generation: int) -> _Entry | None:
         """The entry of ``key`` for this generation, however old (see :func:`cached`)."""
@@ -241,7 +302,13 @@ def respond(entry: _Entry, request: web.Request) -> web.Response:
 
 
 def _entry(
-    response: web.StreamResponse, generation: int, now: float, lang: str, digest: bytes | None
+    response: web.StreamResponse,
+    generation: int,
+    now: float,
+    lang: str,
+    digest: bytes | None,
+    version: int | None,
+    clock_until: float,
 ) -> _Entry | None:
     """What to keep of a rendered page: only a plain 200 without cookies."""
     if (
@@ -253,7 +320,14 @@ def _entry(
     ):
         return None
     return make_entry(
-        generation, now, response.body, list(response.headers.items()), lang=lang, digest=digest
+        generation,
+        now,
+        response.body,
+        list(response.headers.items()),
+        lang=lang,
+        digest=digest,
+        version=version,
+        clock_until=clock_until,
     )
 
 
@@ -262,22 +336,42 @@ async def _render(
 ) -> web.StreamResponse:
     """Render ``key`` once (other readers of it wait for this render) and keep it.
 
-    When the cache holds an older page of ``key``, the render compares the page's new
-    context with the kept page's: unchanged, the kept page is renewed as it is."""
+    When the cache holds an older page of ``key``: of this generation, with nothing
+    committed to the database since it was read and not due by the clock, it is renewed
+    without reading; otherwise its data is read again and, unchanged, the kept page is
+    renewed without running its template."""
     generation = request.app[STORE].generation  # before reading: a later write renews it
     rendering = cache.pending[key] = asyncio.Event()
     previous = cache.peek(key)
-    slot = request[render.PAGE_DIGEST] = render.DigestSlot(
-        previous.digest if previous is not None else None
-    )
     try:
+        version = await cache.changes.version() if cache.changes is not None else None
+        if (
+            previous is not None
+            and version is not None
+            and previous.version == version
+            and previous.generation == generation
+            and now_ms() < previous.clock_until
+        ):
+            renewed = dataclasses.replace(previous, born=time.monotonic())
+            cache.put(key, renewed)
+            cache.unread += 1
+            return respond(renewed, request)
+        slot = request[render.PAGE_DIGEST] = render.DigestSlot(
+            previous.digest if previous is not None else None
+        )
         try:
             response = await handler(request)
         except render.Unchanged:
             # The digest covers the CSRF token the page would show: a page whose handler
             # started a session never matches an anonymous page's digest.
             assert previous is not None
-            renewed = dataclasses.replace(previous, generation=generation, born=time.monotonic())
+            renewed = dataclasses.replace(
+                previous,
+                generation=generation,
+                born=time.monotonic(),
+                version=version,
+                clock_until=request.get(_CLOCK, -math.inf),
+            )
             cache.put(key, renewed)
             cache.unchanged += 1
             return respond(renewed, request)
@@ -286,7 +380,15 @@ async def _render(
         entry = (
             None
             if get_session(request) is not None
-            else _entry(response, generation, time.monotonic(), key[0], slot.digest)
+            else _entry(
+                response,
+                generation,
+                time.monotonic(),
+                key[0],
+                slot.digest,
+                version,
+                request.get(_CLOCK, -math.inf),
+            )
         )
         if entry is None:
             return response
