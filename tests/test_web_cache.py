@@ -12,13 +12,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from node.app import create_app
-from node.appkeys import SESSIONS, STORE
+from node.appkeys import SESSIONS, STORE, TEMPLATES
 from node.clock import now_ms
 from node.folder import load_config
 from node.publish import init_node
+from storage.database import open_database
 from storage.messages import ingest
 from web import cache as web_cache
-from web.cache import PAGE_CACHE, PageCache, _Entry
+from web import pages as web_pages
+from web.cache import CACHE_CONTROL, PAGE_CACHE, VARY, PageCache, make_entry
 from web.sessions import COOKIE
 
 from .conftest import Factory
@@ -41,7 +43,7 @@ async def test_a_write_through_the_store_renews_every_page(
     assert again.content_type == "text/html" and again.charset == "utf-8"
     # Gzipped once for the clients that accept it (the test client does, and unzips).
     assert again.headers["Content-Encoding"] == "gzip"
-    assert again.headers["Vary"] == "Accept-Encoding"
+    assert again.headers["Vary"] == VARY
     plain = await client.get("/", headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in plain.headers and await plain.text() == first
     assert again.headers["Content-Security-Policy"].startswith("default-src 'self'")
@@ -91,7 +93,7 @@ async def test_an_old_page_is_served_once_more_while_it_is_rendered_again(
     client = await aiohttp_client(app)
     cache = app[PAGE_CACHE]
     first = await (await client.get("/federation")).text()
-    key = ("en", False, "/federation")
+    key = ("en", False, "http", client.host + ":" + str(client.port), "/federation")
     born = cache.get(key, app[STORE].generation).born  # type: ignore[union-attr]
     monkeypatch.setattr(web_cache, "TTL", 0.0)  # every entry is now old
     assert await (await client.get("/federation")).text() == first
@@ -101,25 +103,31 @@ async def test_an_old_page_is_served_once_more_while_it_is_rendered_again(
     assert renewed is not None and renewed.born > born and not cache.refreshing
 
 
-def entry(body: bytes, generation: int = 0) -> _Entry:
-    return _Entry(generation, 0.0, 200, "text/html", "utf-8", body, b"")
+def entry(body: bytes, generation: int = 0) -> Any:
+    return make_entry(generation, 0.0, body, [("Content-Type", "text/html")], lang="en")
+
+
+def key(name: str) -> Any:
+    return ("en", False, "http", "h", name)
 
 
 def test_the_cache_is_bounded_and_versioned() -> None:
-    cache = PageCache(max_entries=2, max_bytes=800)
+    cache = PageCache(max_entries=2, max_bytes=1000)
     for name in ("a", "b", "c"):
-        cache.put(("en", False, name), entry(b"x" * 10))
-    assert len(cache) == 2 and cache.get(("en", False, "a"), 0) is None
-    assert cache.get(("en", False, "c"), 0) is not None
+        cache.put(key(name), entry(b"x" * 10))
+    assert len(cache) == 2 and cache.get(key("a"), 0) is None
+    assert cache.get(key("c"), 0) is not None
     # Another generation (a write happened) is a miss.
-    assert cache.get(("en", False, "c"), 1) is None
-    # Bytes are bounded too, and a page larger than an eighth of them is not kept.
-    sized = PageCache(max_entries=100, max_bytes=800)
-    sized.put(("en", False, "big"), entry(b"x" * 101))
+    assert cache.get(key("c"), 1) is None
+    # Bytes (plain and gzipped) are bounded too, and a page larger than an eighth of
+    # them is not kept.
+    size = len(entry(b"x" * 100).body) + len(entry(b"x" * 100).gzipped)
+    sized = PageCache(max_entries=100, max_bytes=size * 8)
+    sized.put(key("big"), entry(b"x" * 101 + bytes(range(256))))
     assert len(sized) == 0
     for i in range(9):
-        sized.put(("en", False, str(i)), entry(b"x" * 100))
-    assert len(sized) == 8 and sized.get(("en", False, "0"), 0) is None
+        sized.put(key(str(i)), entry(b"x" * 100))
+    assert len(sized) == 8 and sized.get(key("0"), 0) is None
 
 
 async def test_a_page_that_starts_a_session_is_never_kept(
@@ -146,3 +154,279 @@ async def test_a_page_that_starts_a_session_is_never_kept(
     second = await client.get("/a-form")
     assert await second.text() != await first.text()
     assert len(app[PAGE_CACHE]) == 0
+
+
+# -- answered before the stack, exactly as the stack answers ----------------------------
+
+
+async def _node_with_pages(tmp_path: Path) -> tuple[Any, list[bytes], list[str]]:
+    """A node holding a topic with a comment and a proposal; its app and page paths."""
+    _config, key, _ = init_node(tmp_path / "n", name="Bomarzo", country="IT")
+    app = create_app(load_config(tmp_path / "n"))
+    f = Factory(key, start=now_ms() - 60_000)
+    topic = f.topic("Night buses")
+    comment = f.comment(topic.id, "Every half hour, please.")
+    proposal = f.proposal(topic.id)
+    raws = [topic.raw, comment.raw, proposal.raw]
+    return (
+        app,
+        raws,
+        [
+            "/",
+            "/index.json",
+            f"/t/{topic.id.hex()}",
+            f"/t/{topic.id.hex()}.json",
+            f"/m/{proposal.id.hex()}",
+            "/federation",
+            "/search?q=night",
+        ],
+    )
+
+
+def _headers(resp: Any) -> list[tuple[str, str]]:
+    """A response's headers but Date (its second may tick between two answers)."""
+    return sorted((k.lower(), v) for k, v in resp.headers.items() if k.lower() != "date")
+
+
+async def test_a_kept_page_is_answered_as_the_whole_stack_answers_it(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    app, raws, paths = await _node_with_pages(tmp_path)
+    client = await aiohttp_client(app)
+    await app[STORE].write(ingest, raws, now_ms=now_ms())
+    cache = app[PAGE_CACHE]
+    for path in paths:
+        for encoding in ("gzip, deflate, br", "identity"):
+            asked = {"Accept-Encoding": encoding, "Accept-Language": "fr-CH, fr;q=0.9"}
+            rendered = await client.get(path, headers=asked, auto_decompress=False)
+            early = cache.early
+            fast = await client.get(path, headers=asked, auto_decompress=False)
+            assert cache.early == early + 1, path  # answered before the stack
+            # A session cookie the node does not know: the whole stack runs (sessions,
+            # CSRF, headers, the 404 page, the guard) and the page comes from the cache.
+            hits = cache.hits
+            whole = await client.get(
+                path, headers={**asked, "Cookie": f"{COOKIE}=unknown"}, auto_decompress=False
+            )
+            assert cache.early == early + 1 and cache.hits == hits + 1, path
+            body = await rendered.read()
+            assert rendered.status == fast.status == whole.status == 200, path
+            assert await fast.read() == await whole.read() == body, path
+            assert _headers(fast) == _headers(whole) == _headers(rendered), path
+            assert fast.headers["Vary"] == VARY and fast.headers["Cache-Control"] == CACHE_CONTROL
+            assert fast.headers["ETag"].startswith('W/"')
+            assert fast.headers["X-Content-Type-Options"] == "nosniff"
+            assert fast.headers["Referrer-Policy"] == "same-origin"
+            assert fast.headers["Content-Security-Policy"].startswith("default-src 'self'")
+            assert fast.headers.get("Content-Encoding") == (
+                "gzip" if encoding.startswith("gzip") else None
+            )
+            if not path.endswith(".json"):
+                assert fast.headers["Content-Language"] == "fr" and fast.content_type == "text/html"
+            else:
+                assert "Content-Language" not in fast.headers
+                assert fast.content_type == "application/json"
+
+
+async def test_a_kept_page_holds_what_the_page_renders_without_a_cache(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    """The same pages from a node without a page cache: the same bytes, and every header
+    it sends the cached node sends too, with the same value."""
+    app, raws, paths = await _node_with_pages(tmp_path)
+    uncached = create_app(load_config(tmp_path / "n"))
+    del uncached[PAGE_CACHE]
+    client = await aiohttp_client(app)
+    plain = await aiohttp_client(uncached)
+    await app[STORE].write(ingest, raws, now_ms=now_ms())
+    for path in paths:
+        for _ in range(2):  # rendered, then kept
+            ours = await client.get(path, headers={"Accept-Encoding": "identity"})
+            theirs = await plain.get(path, headers={"Accept-Encoding": "identity"})
+            assert await ours.read() == await theirs.read(), path
+            added = dict(_headers(ours))
+            for name, value in _headers(theirs):
+                if name != "content-length":
+                    assert added.pop(name) == value, (path, name)
+            assert set(added) == {"vary", "cache-control", "etag", "content-length"} | (
+                set() if path.endswith(".json") else {"content-language"}
+            )
+    assert app[PAGE_CACHE].early == len(paths)
+
+
+async def test_a_head_and_a_reader_with_a_language_cookie_are_answered_early(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    init_node(tmp_path / "n", name="Bomarzo", country="IT")
+    app = create_app(load_config(tmp_path / "n"))
+    client = await aiohttp_client(app)
+    cache = app[PAGE_CACHE]
+    get = await client.get("/federation", headers={"Accept-Encoding": "identity"})
+    head = await client.head("/federation", headers={"Accept-Encoding": "identity"})
+    assert head.status == 200 and await head.read() == b"" and cache.early == 1
+    assert _headers(head) == _headers(get)
+    assert int(head.headers["Content-Length"]) == len(await get.read())
+    # The language a reader chose (the cookie ?lang= set) picks the kept page.
+    await client.get("/federation?lang=de")
+    assert cache.early == 1
+    await client.get("/federation")
+    german = await client.get("/federation")
+    assert cache.early == 2 and german.headers["Content-Language"] == "de"
+    assert '<html lang="de">' in await german.text()
+
+
+async def test_a_reader_who_holds_the_page_gets_a_304_until_it_changes(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    _config, key, _ = init_node(tmp_path / "n", name="Bomarzo", country="IT")
+    app = create_app(load_config(tmp_path / "n"))
+    client = await aiohttp_client(app)
+    cache = app[PAGE_CACHE]
+    first = await client.get("/")
+    etag = first.headers["ETag"]
+    for held in (etag, f'W/"other", {etag}', "*", etag.removeprefix("W/")):
+        early = cache.early
+        fast = await client.get("/", headers={"If-None-Match": held})
+        assert fast.status == 304 and await fast.read() == b"" and cache.early == early + 1
+        whole = await client.get(
+            "/", headers={"If-None-Match": held, "Cookie": f"{COOKIE}=unknown"}
+        )
+        assert whole.status == 304 and _headers(whole) == _headers(fast)
+        assert fast.headers["ETag"] == etag and fast.headers["Vary"] == VARY
+        assert "Content-Type" not in fast.headers and "Content-Encoding" not in fast.headers
+    other = await client.get("/", headers={"If-None-Match": 'W/"other"'})
+    assert other.status == 200 and other.headers["ETag"] == etag
+    # A new topic changes the page: the reader holding the old one gets the new one.
+    f = Factory(key, start=now_ms() - 60_000)
+    await app[STORE].write(ingest, [f.topic("Night buses").raw], now_ms=now_ms())
+    changed = await client.get("/", headers={"If-None-Match": etag})
+    assert changed.status == 200 and changed.headers["ETag"] != etag
+    assert "Night buses" in await changed.text()
+
+
+async def test_a_write_that_leaves_a_page_as_it_was_does_not_render_it_again(
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _config, key, _ = init_node(tmp_path / "n", name="Bomarzo", country="IT")
+    app = create_app(load_config(tmp_path / "n"))
+    client = await aiohttp_client(app)
+    cache = app[PAGE_CACHE]
+    f = Factory(key, start=now_ms() - 60_000)
+    topic = f.topic("Night buses")
+    await app[STORE].write(ingest, [topic.raw], now_ms=now_ms())
+    topic_page = f"/t/{topic.id.hex()}"
+    before = {p: await client.get(p) for p in ("/moderation", topic_page, "/")}
+    rendered: list[str] = []
+    templates = app[TEMPLATES]
+    real_render = templates.render
+
+    def counting_render(lang: str, name: str, context: dict[str, Any]) -> str:
+        rendered.append(name)
+        return real_render(lang, name, context)
+
+    monkeypatch.setattr(templates, "render", counting_render)
+    # A comment on the topic: its page and the home page (the topic's comment count)
+    # change and are rendered again at once; the moderation log does not change.
+    comment = f.comment(topic.id, "Every half hour, please.")
+    await app[STORE].write(ingest, [comment.raw], now_ms=now_ms())
+    after = {p: await client.get(p) for p in before}
+    assert "Every half hour, please." in await after[topic_page].text()
+    assert after[topic_page].headers["ETag"] != before[topic_page].headers["ETag"]
+    assert after["/moderation"].headers["ETag"] == before["/moderation"].headers["ETag"]
+    assert await after["/moderation"].text() == await before["/moderation"].text()
+    assert "moderation.html" not in rendered and "topic.html" in rendered
+    assert cache.unchanged == 1 + ("community.html" not in rendered)
+    # An old page with nothing committed since it was read is renewed without reading.
+    monkeypatch.setattr(web_cache, "TTL", 0.0)
+    rendered.clear()
+    await client.get("/moderation")
+    await asyncio.gather(*cache.refreshing)
+    assert rendered == [] and cache.unread == 1
+
+
+async def test_an_old_page_is_read_again_after_another_process_wrote(
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``fora post`` from another process commits without this node's store: the
+    page is read again at its age and shows it (the store's generation cannot tell)."""
+    _config, key, _ = init_node(tmp_path / "n", name="Bomarzo", country="IT")
+    config = load_config(tmp_path / "n")
+    app = create_app(config)
+    client = await aiohttp_client(app)
+    cache = app[PAGE_CACHE]
+    f = Factory(key, start=now_ms() - 60_000)
+    topic = f.topic("Night buses")
+    await app[STORE].write(ingest, [topic.raw], now_ms=now_ms())
+    page = f"/t/{topic.id.hex()}"
+    before = await (await client.get(page)).text()
+    generation = app[STORE].generation
+    other = open_database(config.db_path)  # another process's connection
+    try:
+        with other.conn:
+            results = ingest(other, [f.comment(topic.id, "Every half hour.").raw], now_ms=now_ms())
+        assert results[0].result.value == "ok"
+    finally:
+        other.close()
+    assert app[STORE].generation == generation
+    # Younger than TTL, the kept page is still served (the bound the TTL sets).
+    assert await (await client.get(page)).text() == before
+    monkeypatch.setattr(web_cache, "TTL", 0.0)
+    await client.get(page)  # served once more while it is read again
+    await asyncio.gather(*cache.refreshing)
+    assert cache.unread == 0
+    monkeypatch.setattr(web_cache, "TTL", 60.0)
+    assert "Every half hour." in await (await client.get(page)).text()
+
+
+async def test_a_page_is_read_again_when_the_clock_changes_it(
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proposal page says whether voting is open: once it closes, the kept page is
+    read again at its age though nothing was written; before, it is renewed unread."""
+    _config, key, _ = init_node(tmp_path / "n", name="Bomarzo", country="IT")
+    app = create_app(load_config(tmp_path / "n"))
+    client = await aiohttp_client(app)
+    cache = app[PAGE_CACHE]
+    start = now_ms()
+    f = Factory(key, start=start - 60_000)
+    topic = f.topic("Night buses")
+    proposal = f.proposal(topic.id, closes=start + 3_600_000)
+    await app[STORE].write(ingest, [topic.raw, proposal.raw], now_ms=start)
+    page = f"/m/{proposal.id.hex()}.json"
+    assert (await (await client.get(page)).json())["open"] is True
+    monkeypatch.setattr(web_cache, "TTL", 0.0)
+    await client.get(page)
+    await asyncio.gather(*cache.refreshing)
+    assert cache.unread == 1  # an hour before it closes, nothing to read again
+    # Two hours later (the pages' clock and the cache's).
+    later = start + 7_200_000
+    monkeypatch.setattr(web_pages, "now_ms", lambda: later)
+    monkeypatch.setattr(web_cache, "now_ms", lambda: later)
+    await client.get(page)
+    await asyncio.gather(*cache.refreshing)
+    assert cache.unread == 1
+    monkeypatch.setattr(web_cache, "TTL", 60.0)
+    assert (await (await client.get(page)).json())["open"] is False
+
+
+async def test_the_host_a_page_was_asked_for_is_part_of_its_key(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    """A feed's links are absolute, made from the Host header: a feed asked for with
+    another Host must never be answered to readers of this one."""
+    _config, key, _ = init_node(tmp_path / "n", name="Bomarzo", country="IT")
+    app = create_app(load_config(tmp_path / "n"))
+    client = await aiohttp_client(app)
+    f = Factory(key, start=now_ms() - 60_000)
+    await app[STORE].write(ingest, [f.topic("Night buses").raw], now_ms=now_ms())
+    feed = f"/c/{f.community.hex()}/feed.atom"
+    forged = await client.get(feed, headers={"Host": "evil.example"})
+    assert "http://evil.example/" in await forged.text()
+    own = await (await client.get(feed)).text()
+    assert "evil.example" not in own and f"http://{client.host}:{client.port}/" in own

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from node.appkeys import SESSIONS, STATIC, TEMPLATES
+from node.appkeys import SESSIONS, STATIC, STORE, TEMPLATES
 
 from . import accounts, admin, forms, me, moderate
-from .cache import PAGE_CACHE, PageCache
+from .cache import PAGE_CACHE, DatabaseChanges, PageCache, cached_pages_middleware
 from .pages import ROUTES, not_found_middleware
 from .render import Templates
 from .security import csrf_middleware, headers_middleware
@@ -77,6 +77,17 @@ async def static_file(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=content_type, headers=headers)
 
 
+async def page_cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The page cache watches the database for commits (web/cache.py)."""
+    cache = app.get(PAGE_CACHE)
+    if cache is not None:
+        cache.changes = DatabaseChanges(app[STORE].path)
+    yield
+    if cache is not None and cache.changes is not None:
+        await cache.changes.close()
+        cache.changes = None
+
+
 async def templates_ctx(app: web.Application) -> AsyncIterator[None]:
     """Templates, catalogs, locale data and static files are read from disk once, at
     start and off the event loop: serving a page or the stylesheet does no file I/O."""
@@ -91,7 +102,11 @@ def setup_web(app: web.Application) -> None:
     app[accounts.ACCOUNTS] = accounts.AccountsState()
     app[PAGE_CACHE] = PageCache()
     app.cleanup_ctx.append(templates_ctx)
+    app.cleanup_ctx.append(page_cache_ctx)
     app.cleanup_ctx.append(accounts.accounts_ctx)
     app.middlewares.extend(web_middlewares(sessions))  # type: ignore[arg-type]
+    # Outermost of all (before node/app.py's guard): a kept page for an anonymous reader
+    # is answered before the rest of the stack runs (web/cache.py).
+    app.middlewares.insert(0, cached_pages_middleware)
     add_page_routes(app)
     add_form_routes(app)

@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT",
     "LANGUAGES",
     "LOCALE_DIR",
+    "accepted_language",
     "negotiate",
     "parse_accept_language",
     "translations",
@@ -84,11 +85,21 @@ def negotiate(request: web.Request) -> tuple[str, bool]:
     asked = request.query.get("lang", "")
     if asked in LANGUAGES:
         return asked, True
-    cookie = request.cookies.get(COOKIE, "")
-    if cookie in LANGUAGES:
-        return cookie, False
-    for tag in parse_accept_language(request.headers.get("Accept-Language", "")):
+    if "Cookie" in request.headers:  # parsing no Cookie header is still work
+        cookie = request.cookies.get(COOKIE, "")
+        if cookie in LANGUAGES:
+            return cookie, False
+    return accepted_language(request.headers.get("Accept-Language", "")), False
+
+
+@functools.lru_cache(maxsize=512)
+def accepted_language(header: str) -> str:
+    """The UI language an Accept-Language header picks (the default when none fits).
+
+    Remembered per header (bounded): browsers send a handful of distinct headers, and
+    every anonymous page read negotiates."""
+    for tag in parse_accept_language(header):
         base = tag.split("-")[0]
         if base in LANGUAGES:
-            return base, False
-    return DEFAULT, False
+            return base
+    return DEFAULT

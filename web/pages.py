@@ -16,7 +16,7 @@ from storage import forum
 from storage import peers as peer_fns
 
 from . import feeds
-from .cache import cached
+from .cache import cached, changes_at
 from .render import page, wants_json
 
 __all__ = ["ROUTES", "not_found", "public_panel"]
@@ -118,6 +118,8 @@ async def _community(request: web.Request, community: bytes) -> web.Response:
     )
     if ctx is None:
         raise web.HTTPNotFound()
+    # "Closing soon" drops a proposal when it closes; nothing else here reads the clock.
+    changes_at(request, min((p["closes"] for p in ctx["closing_soon"]), default=None))
     return page(request, "community.html", ctx)
 
 
@@ -177,6 +179,7 @@ async def topic(request: web.Request) -> web.Response:
     ctx = await _read(request, _topic_context, _id(request, "id"), _page_number(request))
     if ctx is None:
         raise web.HTTPNotFound()
+    changes_at(request, None)
     return page(request, "topic.html", ctx)
 
 
@@ -250,11 +253,26 @@ _TEMPLATES = {
 }
 
 
+def _clock_moments(ctx: dict[str, Any]) -> list[int]:
+    """The moments a message page may change at by the clock alone: a proposal or
+    petition closing, a survey opening or closing (what its ``open`` follows)."""
+    thing = ctx.get(ctx["kind"]) if ctx["kind"] in ("proposal", "petition", "survey") else None
+    if not isinstance(thing, dict):
+        return []
+    fields = thing.get("fields") or {}
+    moments = [thing.get("closes"), fields.get("opens"), fields.get("closes")]
+    return [m for m in moments if isinstance(m, int)]
+
+
 async def message(request: web.Request) -> web.Response:
     message_id = _id(request, "id")
-    ctx = await _read(request, _message_context, message_id, now_ms(), _page_number(request))
+    now = now_ms()
+    ctx = await _read(request, _message_context, message_id, now, _page_number(request))
     if ctx is None:
         raise web.HTTPNotFound()
+    moments = _clock_moments(ctx)
+    if "open" not in ctx or moments:  # else (hidden) its moments are unknown here: TTL
+        changes_at(request, min((m for m in moments if m > now), default=None))
     if ctx["kind"] == "topic" and not wants_json(request):
         raise web.HTTPFound(f"/t/{message_id.hex()}")
     name = _TEMPLATES.get(ctx["kind"], "thing.html" if "thing" in ctx else "message.html")
@@ -277,6 +295,7 @@ def _search_context(db: Database, query: str) -> dict[str, Any]:
 async def search(request: web.Request) -> web.Response:
     query = request.query.get("q", "").strip()[:200]
     ctx = await _read(request, _search_context, query)
+    changes_at(request, None)
     return page(request, "search.html", ctx)
 
 
@@ -319,6 +338,7 @@ def _federation_context(db: Database, own: bytes) -> dict[str, Any]:
 
 async def federation(request: web.Request) -> web.Response:
     ctx = await _read(request, _federation_context, request.app[COMMUNITY_ID])
+    changes_at(request, None)
     return page(request, "federation.html", ctx)
 
 
@@ -336,6 +356,7 @@ def _moderation_context(db: Database, community: bytes) -> dict[str, Any]:
 
 async def moderation(request: web.Request) -> web.Response:
     ctx = await _read(request, _moderation_context, request.app[COMMUNITY_ID])
+    changes_at(request, None)
     return page(request, "moderation.html", ctx)
 
 
@@ -349,6 +370,7 @@ async def member(request: web.Request) -> web.Response:
     ctx = await _read(request, _member_context, _id(request, "key"))
     if not ctx["roles"] and not ctx["things"] and not ctx["ballots"]:
         raise web.HTTPNotFound()
+    changes_at(request, None)
     return page(request, "member.html", ctx)
 
 
@@ -360,6 +382,7 @@ async def community_feed(request: web.Request) -> web.Response:
     data = await _read(request, feeds.community_entries, community_id, request.app[COMMUNITY_ID])
     if data is None:
         raise web.HTTPNotFound()
+    changes_at(request, None)
     return feeds.atom_response(request, data)
 
 
@@ -367,6 +390,7 @@ async def topic_feed(request: web.Request) -> web.Response:
     data = await _read(request, feeds.topic_entries, _id(request, "id"))
     if data is None:
         raise web.HTTPNotFound()
+    changes_at(request, None)
     return feeds.atom_response(request, data)
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from .charts import bar_chart
 from .markdown import render_markdown
 from .sessions import get_session
 
-__all__ = ["Templates", "highlight", "page", "wants_json"]
+__all__ = ["PAGE_DIGEST", "DigestSlot", "Templates", "Unchanged", "highlight", "page", "wants_json"]
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 HTML = "text/html"
@@ -101,6 +104,37 @@ def wants_json(request: web.Request) -> bool:
     return "application/json" in accept and HTML not in accept
 
 
+@dataclass(slots=True)
+class DigestSlot:
+    """Put on a request by the page cache before it renders a page it already holds:
+    ``known`` is the digest of the context that page was rendered from; :func:`page`
+    fills ``digest`` with the new one."""
+
+    known: bytes | None
+    digest: bytes | None = None
+
+
+PAGE_DIGEST = web.RequestKey("fora_page_digest", DigestSlot)
+
+
+class Unchanged(Exception):
+    """Raised by :func:`page` instead of rendering when the page cache asked and the
+    context is the very one its kept page was rendered from (same template, status,
+    language and data): the kept page is still right, the template need not run."""
+
+
+def context_digest(template: str, status: int, context: dict[str, Any]) -> bytes | None:
+    """A digest of everything a page's HTML is made of (its template, status and the
+    context with ``ui``), or None when the context is not plain JSON data."""
+    try:
+        data = json.dumps(
+            [template, status, context], ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
+    except (TypeError, ValueError):
+        return None
+    return hashlib.blake2b(data.encode(), digest_size=16).digest()
+
+
 def page(
     request: web.Request,
     template: str,
@@ -125,7 +159,13 @@ def page(
         "csrf_token": session.csrf_token if session is not None else "",
         "logged_in": session is not None and session.account_id is not None,
     }
-    text = request.app[TEMPLATES].render(lang, template, {**context, "ui": ui})
+    full = {**context, "ui": ui}
+    slot = request.get(PAGE_DIGEST)
+    if slot is not None:
+        slot.digest = context_digest(template, status, full)
+        if slot.digest is not None and slot.digest == slot.known and not remember:
+            raise Unchanged
+    text = request.app[TEMPLATES].render(lang, template, full)
     response = web.Response(text=text, content_type=HTML, status=status)
     if remember:
         response.set_cookie(
