@@ -25,6 +25,7 @@ from markupsafe import Markup
 from . import i18n
 from .charts import bar_chart
 from .markdown import render_markdown
+from .reasons import reason_filter
 from .sessions import get_session
 
 __all__ = ["PAGE_DIGEST", "DigestSlot", "Templates", "Unchanged", "highlight", "page", "wants_json"]
@@ -82,7 +83,7 @@ class Templates:
             env.filters["short"] = short
             env.filters["highlight"] = highlight
             env.filters["zip_counts"] = zip_counts
-            env.filters["reason"] = __import__("web.reasons").reasons.reason_filter(lang)
+            env.filters["reason"] = reason_filter(lang)
             env.globals["bar_chart"] = bar_chart
             for name in loader.list_templates():
                 env.get_template(name)
