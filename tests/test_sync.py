@@ -541,7 +541,7 @@ async def test_fetching_starts_while_reconciling_and_a_failed_round_ends_the_syn
         if path.startswith("fetch"):
             fetched.set()
         if path.startswith("reconcile") and seen.count("reconcile") == 4:
-            # Without fetching during the reconciliation no fetch comes: after a
+            # Without fetching during the reconciliation no fetch comes: after
             # 20 s (the client waits 30) the round goes through and the sync succeeds.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(fetched.wait(), timeout=20)
