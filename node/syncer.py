@@ -429,6 +429,8 @@ async def _fetch(
             fetching_ids = queue[:FETCH_BATCH]
             del queue[:FETCH_BATCH]
             fetching = asyncio.create_task(client.fetch(fetching_ids))
+            if progress.phase != "fetching":
+                tick(phase="fetching")  # the later rounds go on meanwhile
 
     async def settle() -> None:
         """Wait for the batch being stored and account for it."""
