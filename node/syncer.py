@@ -4,14 +4,16 @@
 local posts): it checks on worker threads, writes on the store's writer thread, keeps
 the reconciliation cache fresh and tells listeners (live push) what is new.
 
-:func:`sync_with_peer` is one full two-way sync of every community both nodes hold;
-the peer manager runs it on an interval with backoff, ``fora sync`` runs it once.
+:func:`sync_with_peer` is one full two-way sync of every community both nodes hold
+(fetching overlaps the reconciliation's later rounds); the peer manager runs it on an
+interval with backoff, ``fora sync`` runs it once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
@@ -22,7 +24,7 @@ from protocol.reconcile import DEFAULT_FRAME_SIZE_LIMIT, Negentropy, VectorStore
 from storage import items as item_fns
 from storage import messages as store_fns
 from storage import peers as peer_fns
-from storage.checking import default_workers, make_check_pool
+from storage.checking import PRELOAD, default_workers, make_check_pool
 from storage.messages import IngestResult
 from storage.store import Store
 
@@ -99,20 +101,58 @@ class Ingestor:
     """Check in worker processes, store on the writer thread, then tell listeners.
 
     A small batch (a live push, a post) is checked on a thread; a large one (a fetch
-    during sync) is split among worker processes, started on first use.
+    during sync) is split among worker processes, started on first use or ahead of it
+    by :meth:`warm_up`.
     """
 
     def __init__(self, store: Store, workers: int | None = None) -> None:
         self.store = store
         self.workers = default_workers() if workers is None else workers
         self._pool: Executor | None = None
+        self._starting: asyncio.Future[Executor] | None = None
+        self._background: set[asyncio.Future[Executor]] = set()
+        self._lock = threading.Lock()
+        self._closes = 0
         self.listeners: list[Listener] = []
 
     async def _check_pool(self) -> Executor:
-        if self._pool is None:
+        if self._pool is not None:
+            return self._pool
+        if self._starting is None:
             # Starting worker processes blocks: not on the event loop.
-            self._pool = await asyncio.to_thread(make_check_pool, self.workers)
-        return self._pool
+            self._starting = asyncio.ensure_future(asyncio.to_thread(self._start_pool))
+        starting = self._starting
+        try:
+            return await asyncio.shield(starting)
+        finally:
+            if starting.done() and self._starting is starting:
+                self._starting = None
+
+    def _start_pool(self) -> Executor:
+        closes = self._closes
+        # The fork server loads the node's modules once, so the workers forked from it
+        # need not (multiprocessing re-imports the `fora` script in each worker).
+        pool = make_check_pool(self.workers, (*PRELOAD, "node.cli"))
+        with self._lock:
+            if closes == self._closes:
+                self._pool = pool
+                return pool
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise RuntimeError("the ingestor was closed while its workers started")
+
+    def warm_up(self) -> None:
+        """Start the worker processes in the background: a sync expecting many messages
+        calls this before it reconciles, so they are ready for the first fetch."""
+        if self._pool is None and self._starting is None and self.workers > 1:
+            task = asyncio.ensure_future(self._check_pool())
+            self._background.add(task)
+            task.add_done_callback(self._warmed)
+
+    def _warmed(self, task: asyncio.Future[Executor]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Asked for again when the first batch is checked: the error shows there.
+            log.warning("check workers did not start: %s", task.exception())
 
     async def ingest(self, raws: Sequence[bytes], source: str | None = None) -> list[IngestResult]:
         """Check and store ``raws``; tell listeners what was new."""
@@ -159,10 +199,13 @@ class Ingestor:
         return results
 
     def close(self) -> None:
-        """Stop the worker processes (blocks: call it off the event loop)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop the worker processes (blocks: call it off the event loop). Workers still
+        starting are stopped as soon as they are up."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._closes += 1
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -216,8 +259,12 @@ async def reconcile_community(
     peer_count: int | None = None,
     recent_since_ms: int | None = None,
     frame_size_limit: int = DEFAULT_FRAME_SIZE_LIMIT,
+    on_need: Callable[[list[bytes]], None] | None = None,
 ) -> tuple[list[bytes], list[bytes], int, int]:
     """Run Negentropy as the initiator; return (have, need, reconcile bytes, rounds).
+
+    ``on_need`` is told the ids we lack after each round, so fetching them can start
+    while later rounds go on.
 
     The opening is chosen from what we know (every choice is valid Negentropy v1):
     - the peer holds as many messages as we do: one whole-set fingerprint (equal sets
@@ -249,6 +296,8 @@ async def reconcile_community(
         step = await asyncio.to_thread(session.reconcile_client, reply)
         have.extend(step.have_ids)
         need.extend(step.need_ids)
+        if on_need is not None and step.need_ids:
+            on_need(list(step.need_ids))
         message = step.message
     return have, need, wire_bytes, rounds
 
@@ -288,18 +337,33 @@ async def sync_with_peer(
     theirs = dict(info["communities"])
     for community in sorted(ours & theirs.keys()):
         report.communities.append(community)
+        if theirs[community] - (await cache.get(community)).size() >= SMALL_BATCH:
+            ingestor.warm_up()
         tick(phase="reconciling", community=community.hex())
-        have, need, wire_bytes, rounds = await reconcile_community(
-            client,
-            cache,
-            community,
-            peer_count=theirs[community],
-            recent_since_ms=last_success_ms,
+        needs = _Needs(lambda n: tick(to_fetch=progress.to_fetch + n))
+        # Fetching starts as soon as the first rounds name what we lack.
+        reconciling = asyncio.create_task(
+            reconcile_community(
+                client,
+                cache,
+                community,
+                peer_count=theirs[community],
+                recent_since_ms=last_success_ms,
+                on_need=needs.add,
+            )
         )
+        reconciling.add_done_callback(needs.finish)
+        try:
+            await _fetch(client, ingestor, needs, report, progress, tick)
+            have, _, wire_bytes, rounds = await reconciling
+        finally:
+            if not reconciling.done():
+                reconciling.cancel()
+            elif not reconciling.cancelled():
+                reconciling.exception()  # retrieved: the fetch's error is the one raised
         report.reconcile_bytes += wire_bytes
         report.reconcile_round_trips += rounds
-        tick(phase="fetching", to_fetch=progress.to_fetch + len(need))
-        await _fetch(client, ingestor, need, report, progress, tick)
+        tick(phase="fetching")
         # Skeletons held without an erase: the peer may have their bodies.
         skeletons = await store.read(store_fns.unerased_skeletons, community)
         if skeletons:
@@ -320,17 +384,38 @@ async def sync_with_peer(
     return report
 
 
+class _Needs:
+    """Ids to fetch, as the reconciliation finds them."""
+
+    def __init__(self, on_add: Callable[[int], None]) -> None:
+        self.ids: list[bytes] = []
+        self.done = False
+        self.failed = False
+        self.changed = asyncio.Event()
+        self._on_add = on_add
+
+    def add(self, ids: list[bytes]) -> None:
+        self.ids.extend(ids)
+        self._on_add(len(ids))
+        self.changed.set()
+
+    def finish(self, task: asyncio.Task[Any]) -> None:
+        self.done = True
+        self.failed = task.cancelled() or task.exception() is not None
+        self.changed.set()
+
+
 async def _fetch(
     client: PeerClient,
     ingestor: Ingestor,
-    need: list[bytes],
+    needs: _Needs,
     report: SyncReport,
     progress: SyncProgress,
     tick: Callable[..., None],
 ) -> None:
     """Fetch in batches as a pipeline: while batch i is stored, batch i+1 is checked
-    and batch i+2 is on its way."""
-    queue = list(need)
+    and batch i+2 is on its way. Until the reconciliation is done, only full batches
+    are fetched; returns early if it failed."""
     fetching: asyncio.Task[list[bytes]] | None = None
     fetching_ids: list[bytes] = []
     storing: asyncio.Task[list[IngestResult]] | None = None
@@ -338,14 +423,18 @@ async def _fetch(
     storing_size = 0
 
     def next_fetch() -> None:
-        nonlocal fetching, fetching_ids, queue
-        if queue and fetching is None:
-            fetching_ids, queue = queue[:FETCH_BATCH], queue[FETCH_BATCH:]
+        nonlocal fetching, fetching_ids
+        queue = needs.ids
+        if fetching is None and (len(queue) >= FETCH_BATCH or (queue and needs.done)):
+            fetching_ids = queue[:FETCH_BATCH]
+            del queue[:FETCH_BATCH]
             fetching = asyncio.create_task(client.fetch(fetching_ids))
+            if progress.phase != "fetching":
+                tick(phase="fetching")  # the later rounds go on meanwhile
 
     async def settle() -> None:
         """Wait for the batch being stored and account for it."""
-        nonlocal storing, queue
+        nonlocal storing
         if storing is None:
             return
         results = await storing
@@ -358,18 +447,23 @@ async def _fetch(
         missing = [i for i in storing_ids if i not in got]
         if len(missing) == len(storing_ids):
             raise SyncError("fetch: the peer answered with other messages than asked")
-        queue = missing + queue
+        needs.ids[:0] = missing
         tick(
             fetched=progress.fetched + len(results),
             bytes_received=progress.bytes_received + storing_size,
         )
 
     try:
-        next_fetch()
-        while fetching is not None or storing is not None:
+        while not needs.failed:
+            next_fetch()
             if fetching is None:
-                await settle()
-                next_fetch()
+                if storing is not None:
+                    await settle()
+                elif needs.done and not needs.ids:
+                    return
+                else:
+                    needs.changed.clear()
+                    await needs.changed.wait()
                 continue
             raws = await fetching
             asked, fetching = fetching_ids, None
@@ -382,7 +476,6 @@ async def _fetch(
             storing = asyncio.create_task(
                 ingestor.store_checked(raws, checked, now, source=client.url)
             )
-            next_fetch()
     finally:
         for task in (fetching, storing):
             if task is not None:

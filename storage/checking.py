@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
 __all__ = ["InlineExecutor", "default_workers", "make_check_pool"]
@@ -35,16 +36,27 @@ def _ready(_: int) -> int:
     return os.getpid()
 
 
-def make_check_pool(workers: int | None = None) -> Executor:
+#: Imported once by the fork server, so each worker forked from it starts with the
+#: checking code loaded instead of importing it (a quarter of a second of CPU each).
+PRELOAD = ("storage.messages",)
+
+
+def make_check_pool(workers: int | None = None, preload: Sequence[str] = PRELOAD) -> Executor:
     """A process pool for :func:`storage.messages.check_all` (``forkserver``: safe to
     start from a process that already runs threads, such as the node).
 
     The workers are started here, before the pool is returned, so that submitting
     work later never spawns a process (a node calls this off its event loop).
+    ``preload`` names modules the fork server imports before forking workers; it
+    takes effect when this process starts its fork server (its first pool). Name the
+    modules the main script imports too: multiprocessing re-imports a ``__main__``
+    given by path in each worker, which is then cheap.
     """
     n = default_workers() if workers is None else workers
     if n <= 0:
         return InlineExecutor()
-    pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("forkserver"))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(preload))
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=context)
     list(pool.map(_ready, range(n)))
     return pool

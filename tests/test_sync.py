@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from node.appkeys import COMMUNITY_ID, INGESTOR, PEERS, STORE
 from node.folder import load_config
 from node.publish import init_node
 from node.server import start_site
-from node.sync_client import PeerClient
+from node.sync_client import PeerClient, SyncError
 from node.syncer import ItemCache, sync_with_peer
 from protocol import signing
 from protocol.messages import create_message
@@ -504,3 +505,75 @@ async def test_live_push_does_not_relay_unauthorized_messages(make_node: Any) ->
     await b.app[PEERS].sync_now(a.url)
     assert await b.has(spam.id)
     assert await a.set_hash() == await b.set_hash()
+
+
+async def test_fetching_starts_while_reconciling_and_a_failed_round_ends_the_sync(
+    make_node: Any,
+) -> None:
+    """A first sync of 6,000 ids takes four reconcile rounds (frames of 1,869 ids); the
+    fetch of the first batch starts before the last round. That round fails: the sync
+    ends with SyncError, and the next sync converges."""
+    a, b = await make_node("A"), await make_node("B")
+    key = await b.key()
+    now = int(time.time() * 1000)
+    raws = [
+        create_message(
+            key,
+            kind="comment",
+            community=b.community,
+            ts=now - 9_000_000 + i * 7,
+            fields={"text": f"c{i}", "lang": "en"},
+            refs=(bytes(32),),
+        ).raw
+        for i in range(6_000)
+    ]
+    await b.app[STORE].write(store_fns.ingest, raws, now_ms=now)
+    await a.app[STORE].write(peer_fns.follow, b.community, via="test", now_ms=now)
+
+    # A proxy in front of B that holds the fourth reconcile round until a fetch has
+    # come, then fails it.
+    seen: list[str] = []
+    fetched = asyncio.Event()
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        path = request.match_info["tail"]
+        seen.append(path.split("/")[0])
+        if path.startswith("fetch"):
+            fetched.set()
+        if path.startswith("reconcile") and seen.count("reconcile") == 4:
+            # Without fetching during the reconciliation no fetch comes: after
+            # 20 s (the client waits 30) the round goes through and the sync succeeds.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fetched.wait(), timeout=20)
+            if fetched.is_set():
+                return web.Response(status=500, text="Error: proxy failure\n")
+        async with session.request(
+            request.method, f"{b.url}/sync/v1/{path}", data=await request.read()
+        ) as resp:
+            return web.Response(
+                status=resp.status, body=await resp.read(), content_type=resp.content_type
+            )
+
+    proxy = web.Application()
+    proxy.router.add_route("*", "/sync/v1/{tail:.*}", forward)
+    port = free_port()
+    async with aiohttp.ClientSession() as session:
+        runner = await start_site(proxy, "127.0.0.1", port)
+        try:
+            client = PeerClient(session, f"http://127.0.0.1:{port}")
+            with pytest.raises(SyncError, match="HTTP 500"):
+                await sync_with_peer(
+                    client, a.app[STORE], ItemCache(a.app[STORE]), a.app[INGESTOR], a.community
+                )
+        finally:
+            await runner.cleanup()
+        assert seen.count("reconcile") == 4
+        report = await sync_with_peer(
+            PeerClient(session, b.url),
+            a.app[STORE],
+            ItemCache(a.app[STORE]),
+            a.app[INGESTOR],
+            a.community,
+        )
+    assert report.rejected == 0
+    assert await a.app[STORE].read(store_fns.count_messages, b.community) == 6_001
