@@ -430,3 +430,31 @@ async def test_the_host_a_page_was_asked_for_is_part_of_its_key(
     assert "http://evil.example/" in await forged.text()
     own = await (await client.get(feed)).text()
     assert "evil.example" not in own and f"http://{client.host}:{client.port}/" in own
+
+
+def test_each_page_is_tried_before_its_json_twin() -> None:
+    """aiohttp's router tries the resources under a path's first segment in the order
+    they were added: the page most requests ask for comes first, and both it and its
+    twin still resolve to the page's handler."""
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from web.app import add_form_routes, add_page_routes
+
+    app = web.Application()
+    add_page_routes(app)
+    add_form_routes(app)
+    canonical = [resource.canonical for resource in app.router.resources()]
+    for prefix in ("/t/", "/m/", "/c/", "/members/"):
+        under = [c for c in canonical if c.startswith(prefix)]
+        assert under[0].endswith("}"), under
+        assert under[1] == under[0] + ".json", under
+
+    async def resolve(path: str) -> str:
+        info = await app.router.resolve(make_mocked_request("GET", path, app=app))
+        return str(info.route.resource.canonical)
+
+    hex_id = "ab" * 32
+    assert asyncio.run(resolve(f"/t/{hex_id}")).endswith("{id}")
+    assert asyncio.run(resolve(f"/t/{hex_id}.json")).endswith("{id}.json")
+    assert asyncio.run(resolve(f"/m/{hex_id}")).endswith("{id}")
