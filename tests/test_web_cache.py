@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 
 from node.app import create_app
 from node.appkeys import SESSIONS, STORE, TEMPLATES
@@ -430,3 +430,69 @@ async def test_the_host_a_page_was_asked_for_is_part_of_its_key(
     assert "http://evil.example/" in await forged.text()
     own = await (await client.get(feed)).text()
     assert "evil.example" not in own and f"http://{client.host}:{client.port}/" in own
+
+
+def test_each_page_is_tried_before_its_json_twin() -> None:
+    """aiohttp's router tries the resources under a path's first segment in the order
+    they were added: the page most requests ask for comes first, and both it and its
+    twin still resolve to the page's handler."""
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from web.app import add_form_routes, add_page_routes
+
+    app = web.Application()
+    add_page_routes(app)
+    add_form_routes(app)
+    canonical = [resource.canonical for resource in app.router.resources()]
+    for prefix in ("/t/", "/m/", "/c/", "/members/"):
+        under = [c for c in canonical if c.startswith(prefix)]
+        assert under[0].endswith("}"), under
+        assert under[1] == under[0] + ".json", under
+
+    async def resolve(path: str) -> str:
+        info = await app.router.resolve(make_mocked_request("GET", path, app=app))
+        return str(info.route.resource.canonical)
+
+    hex_id = "ab" * 32
+    assert asyncio.run(resolve(f"/t/{hex_id}")).endswith("{id}")
+    assert asyncio.run(resolve(f"/t/{hex_id}.json")).endswith("{id}.json")
+    assert asyncio.run(resolve(f"/m/{hex_id}")).endswith("{id}")
+
+
+async def test_readers_of_an_old_page_start_one_render_between_them(
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """However many readers ask for an old page at once, one render renews it (each
+    is served the old page meanwhile)."""
+    init_node(tmp_path / "n", name="Bomarzo", country="IT")
+    app = create_app(load_config(tmp_path / "n"))
+    client = await aiohttp_client(app)
+    cache = app[PAGE_CACHE]
+    first = await (await client.get("/federation")).text()
+    assert cache.changes is not None
+    release = asyncio.Event()
+    real_version = cache.changes.version
+
+    async def held_version() -> int:
+        await release.wait()
+        return await real_version()
+
+    monkeypatch.setattr(cache.changes, "version", held_version)
+    monkeypatch.setattr(web_cache, "TTL", 0.0)  # every entry is now old
+    # Twenty readers in the same turn of the loop (as a busy server reads them), through
+    # the page's own handler, then more through the whole stack while it renders.
+    page = next(h for p, h, _ in web_pages.ROUTES if p == "/federation")
+    host = {"Host": f"{client.host}:{client.port}"}
+    same_turn = await asyncio.gather(
+        *(page(make_mocked_request("GET", "/federation", headers=host, app=app)) for _ in range(20))
+    )
+    assert {a.body for a in same_turn} == {first.encode()}  # type: ignore[attr-defined]
+    answers = await asyncio.gather(*(client.get("/federation") for _ in range(5)))
+    assert [await a.text() for a in answers] == [first] * 5
+    assert len(cache.refreshing) == 1
+    release.set()
+    await asyncio.gather(*cache.refreshing)
+    assert cache.unread == 1 and not cache.pending

@@ -26,11 +26,16 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 def add_page_routes(app: web.Application) -> None:
     """Each page at its path and its JSON twin at the path + ``.json`` (``/index.json``
-    for ``/``), plus the static files."""
+    for ``/``), plus the static files.
+
+    The page goes before its twin: aiohttp's router tries the resources under a path's
+    first segment (``/t``, ``/m``) in the order they were added, one regex each, and the
+    HTML page is what most requests ask for (``/t/{id}`` then matches at the first try;
+    no path matches both, so the order changes nothing else)."""
     for path, handler, twin in ROUTES:
+        app.router.add_get(path, handler)
         if twin:
             app.router.add_get("/index.json" if path == "/" else path + ".json", handler)
-        app.router.add_get(path, handler)
     app.router.add_get("/static/{name}", static_file)
 
 

@@ -332,16 +332,21 @@ def _entry(
 
 
 async def _render(
-    cache: PageCache, key: Key, handler: Handler, request: web.Request
+    cache: PageCache,
+    key: Key,
+    handler: Handler,
+    request: web.Request,
+    rendering: asyncio.Event | None = None,
 ) -> web.StreamResponse:
     """Render ``key`` once (other readers of it wait for this render) and keep it.
+    ``rendering``: the event a caller already put in ``cache.pending`` for it.
 
     When the cache holds an older page of ``key``: of this generation, with nothing
     committed to the database since it was read and not due by the clock, it is renewed
     without reading; otherwise its data is read again and, unchanged, the kept page is
     renewed without running its template."""
     generation = request.app[STORE].generation  # before reading: a later write renews it
-    rendering = cache.pending[key] = asyncio.Event()
+    rendering = cache.pending[key] = rendering or asyncio.Event()
     previous = cache.peek(key)
     try:
         version = await cache.changes.version() if cache.changes is not None else None
@@ -422,9 +427,12 @@ def cached(handler: Handler) -> Handler:
         if entry is None:
             return await _render(cache, key, handler, request)
         if time.monotonic() - entry.born >= TTL and key not in cache.pending:
-            task = asyncio.create_task(_render(cache, key, handler, request))
+            # Pending from now, not from when the task first runs: the other readers
+            # of this old page in the same turn of the loop start no render of their own.
+            rendering = cache.pending[key] = asyncio.Event()
+            task = asyncio.create_task(_render(cache, key, handler, request, rendering))
             cache.refreshing.add(task)
-            task.add_done_callback(_refreshed(cache, key))
+            task.add_done_callback(_refreshed(cache, key, rendering))
         return respond(entry, request)
 
     wrapper.__name__ = getattr(handler, "__name__", "page")
@@ -455,9 +463,14 @@ async def cached_pages_middleware(request: web.Request, handler: Handler) -> web
     return await handler(request)
 
 
-def _refreshed(cache: PageCache, key: Key) -> Callable[[asyncio.Task[web.StreamResponse]], None]:
+def _refreshed(
+    cache: PageCache, key: Key, rendering: asyncio.Event
+) -> Callable[[asyncio.Task[web.StreamResponse]], None]:
     def done(task: asyncio.Task[web.StreamResponse]) -> None:
         cache.refreshing.discard(task)
+        if cache.pending.get(key) is rendering:  # a task cancelled before it ran
+            del cache.pending[key]
+            rendering.set()
         if task.cancelled() or task.exception() is not None:
             # A page that now fails (or a render cut short) is rendered by its next reader.
             cache.drop(key)
