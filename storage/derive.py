@@ -84,9 +84,8 @@ class Derivation:
         self._stored: list[Message] = []
         self._pending_known: set[bytes] = set()
         self._bodies_by_author: dict[bytes, int] = {}
-        #: id -> (JSON text, decoded fields) of the bodies written in this transaction
-        self._decoded: dict[bytes, tuple[str, dict[str, Any]]] = {}
-        #: id -> (JSON text, decoded fields, edit_of) of the same bodies
+        #: id -> (JSON text, decoded fields, edit_of) of the bodies written in this
+        #: transaction
         self._fresh_bodies: dict[bytes, tuple[str, dict[str, Any], bytes | None]] = {}
         #: ids whose body store_checked dropped (an erase by the same author)
         self._dropped: set[bytes] = set()
@@ -215,7 +214,8 @@ class Derivation:
         # is known now).
         self._add_rows(rows, _erases_of(conn, [m.id for m in self._stored]))
         self._settle(rows, role_communities, dirty)
-        views.refresh(conn, self.roles, dirty, self._decoded, self._verdicts)
+        dirty.verdicts = self._verdicts
+        views.refresh(conn, self.roles, dirty)
         panels.refresh(conn, self._panels)
         self.roles.publish()
 
@@ -223,7 +223,6 @@ class Derivation:
         assert m.fields is not None
         decoded = jsonable_fields(m.fields)
         text = _ENCODER.encode(decoded)
-        self._decoded[m.id] = (text, decoded)
         edit_of = m.fields.get("edit_of")
         self._fresh_bodies[m.id] = (
             text,

@@ -94,6 +94,9 @@ class Dirty:
     fresh_bodies: dict[bytes, tuple[str, dict[str, Any], bytes | None]] = field(
         default_factory=dict
     )
+    #: id -> the verdict given in this transaction (every message stored but grants and
+    #: revokes): set by the derivation before :func:`refresh`
+    verdicts: Mapping[bytes, Verdict] = field(default_factory=dict)
     #: ids whose body was dropped in this transaction (an erase)
     dropped: set[bytes] = field(default_factory=set)
     #: parent -> change of its count of visible comments right under it
@@ -202,24 +205,14 @@ def _ballot_key(conn: sqlite3.Connection, vote_id: bytes) -> tuple[bytes, bytes,
     return None if row is None else (row[0], row[1], row[2], vote_id)
 
 
-Decoded = Mapping[bytes, tuple[str, dict[str, Any]]]
-
-
-def refresh(
-    conn: sqlite3.Connection,
-    roles: RoleCache,
-    dirty: Dirty,
-    decoded: Decoded | None = None,
-    verdicts: Mapping[bytes, Verdict] | None = None,
-) -> None:
-    """Recompute the view rows ``dirty`` names. ``verdicts`` holds the verdicts given
-    in this transaction (those of ``dirty.new_ballots`` at least)."""
-    decoded = decoded or {}
-    verdicts = verdicts or {}
+def refresh(conn: sqlite3.Connection, roles: RoleCache, dirty: Dirty) -> None:
+    """Recompute the view rows ``dirty`` names (its ``fresh`` messages, bodies and
+    ``verdicts`` are what this transaction stored and decided)."""
+    verdicts = dirty.verdicts
     for target, actions in sorted(_mod_actions(conn, dirty.mod_targets).items()):
         _moderation(conn, roles, target, actions)
         dirty.things.add(target)
-    _things(conn, sorted(dirty.things), dirty, decoded, verdicts)
+    _things(conn, sorted(dirty.things), dirty)
     _comment_counts(conn, dirty.created, dirty.comment_deltas)
     voters: dict[bytes, set[bytes]] = {}
     for proposal, voter in dirty.voters:
@@ -316,23 +309,14 @@ _UPDATE_THING = "".join(
 )
 
 
-def _things(
-    conn: sqlite3.Connection,
-    things: Sequence[bytes],
-    dirty: Dirty,
-    decoded: Decoded,
-    verdicts: Mapping[bytes, Verdict],
-) -> None:
+def _things(conn: sqlite3.Connection, things: Sequence[bytes], dirty: Dirty) -> None:
     """Recompute the ``things`` rows (and search, tags) of ``things``, per chunk."""
     for chunk in _chunks(things):
-        _things_chunk(conn, chunk, dirty, decoded, verdicts)
+        _things_chunk(conn, chunk, dirty)
 
 
 def _held(
-    conn: sqlite3.Connection,
-    chunk: Sequence[bytes],
-    dirty: Dirty,
-    verdicts: Mapping[bytes, Verdict],
+    conn: sqlite3.Connection, chunk: Sequence[bytes], dirty: Dirty
 ) -> dict[bytes, tuple[Any, ...]]:
     """id -> (kind, community, author, ts, refs, has_body, authorized, reason, edit_of,
     fields) of the messages of ``chunk`` held: those stored in this transaction from
@@ -341,7 +325,7 @@ def _held(
     others: list[bytes] = []
     for thing in chunk:
         m = dirty.fresh.get(thing)
-        v = verdicts.get(thing)
+        v = dirty.verdicts.get(thing)
         if m is None or v is None:
             others.append(thing)
             continue
@@ -370,24 +354,19 @@ def _held(
     return held
 
 
-def _decode(decoded: Decoded, message_id: bytes, text: str | None) -> dict[str, Any] | None:
+def _decode(dirty: Dirty, message_id: bytes, text: str | None) -> dict[str, Any] | None:
+    """A body's fields: as decoded on ingest if it was written in this transaction."""
     if text is None:
         return None
-    cached = decoded.get(message_id)
+    cached = dirty.fresh_bodies.get(message_id)
     if cached is not None and cached[0] == text:
         return cached[1]
     return _fields(text)
 
 
-def _things_chunk(
-    conn: sqlite3.Connection,
-    chunk: Sequence[bytes],
-    dirty: Dirty,
-    decoded: Decoded,
-    verdicts: Mapping[bytes, Verdict],
-) -> None:
+def _things_chunk(conn: sqlite3.Connection, chunk: Sequence[bytes], dirty: Dirty) -> None:
     marks = _marks(chunk)
-    held = _held(conn, chunk, dirty, verdicts)
+    held = _held(conn, chunk, dirty)
     #: id -> (rowid, parent, counted: a visible comment, counted in its parent's count)
     old = {
         row[0]: (row[1], row[2], row[3] == "comment" and row[4] == "visible")
@@ -432,7 +411,7 @@ def _things_chunk(
             continue
         kind, community, author, ts, refs, has_body, authorized, reason, _, body = row
         parent = refs[:32] if refs else None
-        fields = _decode(decoded, thing, body)
+        fields = _decode(dirty, thing, body)
         mine = sorted(
             (v for v in versions.get(thing, ()) if v[3] == author and v[4] == kind),
             key=lambda v: (v[1], v[0]),
@@ -452,7 +431,7 @@ def _things_chunk(
         shown_text = body
         if fields is not None and mine and status in ("visible", "hidden"):
             current, current_ts = mine[0][0], mine[0][1]
-            edited = _decode(decoded, mine[0][0], mine[0][2]) or {}
+            edited = _decode(dirty, mine[0][0], mine[0][2]) or {}
             first = fields
             fields = dict(edited)
             fields.pop("edit_of", None)

@@ -32,6 +32,17 @@ def _(text: str) -> str:
 
 _THINGS = ("proposal", "petition", "survey")
 
+
+def _per_thing(state: str, *msgids: str) -> list[tuple[re.Pattern[str], str]]:
+    """One (pattern, msgid) per kind of :data:`_THINGS`, in that order: the reason
+    ``"{kind} {state}"`` of a proposal, petition or survey (the msgids stay literal
+    so that extraction finds them)."""
+    return [
+        (re.compile(rf"{thing} {state}"), msgid)
+        for thing, msgid in zip(_THINGS, msgids, strict=True)
+    ]
+
+
 #: Reasons (and the status words shown next to them) with no variable part.
 EXACT: dict[str, str] = {
     # storage/roles.py: authorize() and the grants' verdicts
@@ -173,41 +184,23 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
         _("unknown kind %(kind)s: stored, never shown"),
     ),
     # a proposal's, petition's or survey's own state (views._blocked)
-    *(
-        (re.compile(rf"{thing} erased(?:: .*)?"), msgid)
-        for thing, msgid in zip(
-            _THINGS,
-            (
-                _("the proposal was erased"),
-                _("the petition was erased"),
-                _("the survey was erased"),
-            ),
-            strict=True,
-        )
+    *_per_thing(
+        r"erased(?:: .*)?",
+        _("the proposal was erased"),
+        _("the petition was erased"),
+        _("the survey was erased"),
     ),
-    *(
-        (re.compile(rf"{thing} skeleton(?:: .*)?"), msgid)
-        for thing, msgid in zip(
-            _THINGS,
-            (
-                _("the proposal's content is not held here"),
-                _("the petition's content is not held here"),
-                _("the survey's content is not held here"),
-            ),
-            strict=True,
-        )
+    *_per_thing(
+        r"skeleton(?:: .*)?",
+        _("the proposal's content is not held here"),
+        _("the petition's content is not held here"),
+        _("the survey's content is not held here"),
     ),
-    *(
-        (re.compile(rf"{thing} unauthorized: (?P<why>.+)"), msgid)
-        for thing, msgid in zip(
-            _THINGS,
-            (
-                _("the proposal does not count: %(why)s"),
-                _("the petition does not count: %(why)s"),
-                _("the survey does not count: %(why)s"),
-            ),
-            strict=True,
-        )
+    *_per_thing(
+        r"unauthorized: (?P<why>.+)",
+        _("the proposal does not count: %(why)s"),
+        _("the petition does not count: %(why)s"),
+        _("the survey does not count: %(why)s"),
     ),
     # a draw's entropy messages (protocol/sortition.py entropy_problems)
     (
