@@ -263,9 +263,9 @@ async def test_reconcile_endpoint_rejects_garbage(make_node: Any) -> None:
             assert resp.status == 200
 
 
-async def test_frame_limited_first_sync_of_many_items(make_node: Any, tmp_path: Path) -> None:
-    """A first sync bigger than one frame and one fetch batch converges."""
-    a, b = await make_node("A"), await make_node("B")
+async def _b_holds_comments_a_follows(a: Any, b: Any, n: int) -> None:
+    """B holds ``n`` comments of its community, a few seconds apart in the past; A
+    follows B's community without making B a peer (the peer manager would sync too)."""
     key = await b.key()
     now = int(time.time() * 1000)
     raws = [
@@ -273,15 +273,20 @@ async def test_frame_limited_first_sync_of_many_items(make_node: Any, tmp_path: 
             key,
             kind="comment",
             community=b.community,
-            ts=now - 3_000_000 + i * 7,
+            ts=now - 1_500 * n + i * 7,
             fields={"text": f"c{i}", "lang": "en"},
             refs=(bytes(32),),
         ).raw
-        for i in range(3_000)
+        for i in range(n)
     ]
     await b.app[STORE].write(store_fns.ingest, raws, now_ms=now)
-    # Follow B's community without making B a peer (the peer manager would sync too).
     await a.app[STORE].write(peer_fns.follow, b.community, via="test", now_ms=now)
+
+
+async def test_frame_limited_first_sync_of_many_items(make_node: Any, tmp_path: Path) -> None:
+    """A first sync bigger than one frame and one fetch batch converges."""
+    a, b = await make_node("A"), await make_node("B")
+    await _b_holds_comments_a_follows(a, b, 3_000)
     async with aiohttp.ClientSession() as session:
         client = PeerClient(session, b.url)
         report = await sync_with_peer(
@@ -514,21 +519,7 @@ async def test_fetching_starts_while_reconciling_and_a_failed_round_ends_the_syn
     fetch of the first batch starts before the last round. That round fails: the sync
     ends with SyncError, and the next sync converges."""
     a, b = await make_node("A"), await make_node("B")
-    key = await b.key()
-    now = int(time.time() * 1000)
-    raws = [
-        create_message(
-            key,
-            kind="comment",
-            community=b.community,
-            ts=now - 9_000_000 + i * 7,
-            fields={"text": f"c{i}", "lang": "en"},
-            refs=(bytes(32),),
-        ).raw
-        for i in range(6_000)
-    ]
-    await b.app[STORE].write(store_fns.ingest, raws, now_ms=now)
-    await a.app[STORE].write(peer_fns.follow, b.community, via="test", now_ms=now)
+    await _b_holds_comments_a_follows(a, b, 6_000)
 
     # A proxy in front of B that holds the fourth reconcile round until a fetch has
     # come, then fails it.
