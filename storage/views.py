@@ -225,7 +225,7 @@ def refresh(conn: sqlite3.Connection, roles: RoleCache, dirty: Dirty) -> None:
     pending: list[tuple[Any, ...]] = []
     for vote_id, proposal, voter, community, ts, choice in dirty.new_ballots.values():
         if proposal in dirty.proposals:
-            pending.append((vote_id, proposal, voter, community, ts, choice))
+            pending.append((vote_id, proposal, voter, ts, choice))
             continue
         v = verdicts.get(vote_id)
         new.setdefault(proposal, []).append(
@@ -242,8 +242,8 @@ def refresh(conn: sqlite3.Connection, roles: RoleCache, dirty: Dirty) -> None:
             )
         )
     conn.executemany(
-        "INSERT INTO ballots (vote_id, proposal, voter, community, ts, choice, status)"
-        " VALUES (?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (proposal, voter, ts, vote_id)"
+        "INSERT INTO ballots (vote_id, proposal, voter, ts, choice, status)"
+        " VALUES (?, ?, ?, ?, ?, 'pending') ON CONFLICT (proposal, voter, ts, vote_id)"
         " DO UPDATE SET choice = excluded.choice",
         pending,
     )
@@ -613,8 +613,11 @@ _COUNT_KEYS = ("yes", "no", "abstain", "support_yes", "support_no", "support_abs
 #: (vote_id, voter, community, ts, choice, authorized, reason, status, ballot reason)
 _Ballot = tuple[bytes, bytes, bytes, int, str | None, int | None, str | None, str, str]
 _BALLOT_COLUMNS = (
-    "b.vote_id, b.voter, b.community, b.ts, b.choice, a.authorized, a.reason, b.status, b.reason"
+    "b.vote_id, b.voter, m.community, b.ts, b.choice, m.authorized,"
+    " iif(m.authorized IS NULL, NULL, m.auth_reason), b.status, b.reason"
 )
+#: A ballot's vote message (its community and verdict: m010 keeps no copy in ballots).
+_BALLOT_MESSAGE = " JOIN messages m ON m.id = b.vote_id"
 
 
 def _blocked(p: tuple[Any, ...] | None) -> str:
@@ -678,7 +681,7 @@ def _proposal(conn: sqlite3.Connection, proposal: bytes) -> None:
     ).fetchone()
     rows = conn.execute(
         f"SELECT {_BALLOT_COLUMNS} FROM ballots b"  # noqa: S608
-        " LEFT JOIN message_auth a ON a.id = b.vote_id WHERE b.proposal = ?",
+        f"{_BALLOT_MESSAGE} WHERE b.proposal = ?",
         (proposal,),
     ).fetchall()
     conn.executemany(
@@ -740,7 +743,7 @@ def _ballots(
             f"WITH v (proposal, voter) AS (VALUES {values})"  # noqa: S608
             f" SELECT b.proposal, {_BALLOT_COLUMNS} FROM v"
             " JOIN ballots b ON b.proposal = v.proposal AND b.voter = v.voter"
-            " LEFT JOIN message_auth a ON a.id = b.vote_id",
+            f"{_BALLOT_MESSAGE}",
             [x for pair in chunk for x in pair],
         ):
             rows.setdefault(proposal, []).append(tuple(ballot))
@@ -761,7 +764,7 @@ def _ballots(
         for status, why, row in _judge_ballots(p, rows.get(proposal, [])):
             vote_id, choice, old_status, old_why = row[0], row[4], row[7], row[8]
             if old_status == _NEW:
-                inserts.append((vote_id, proposal, row[1], row[2], row[3], choice, status, why))
+                inserts.append((vote_id, proposal, row[1], row[3], choice, status, why))
             elif (status, why) == (old_status, old_why):
                 if vote_id not in lost_choices:
                     continue
@@ -777,8 +780,8 @@ def _ballots(
         if old is None or tuple(old) != row_out:
             new_counts.append((proposal, *row_out))
     conn.executemany(
-        "INSERT INTO ballots (vote_id, proposal, voter, community, ts, choice, status,"
-        " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO ballots (vote_id, proposal, voter, ts, choice, status, reason)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
         inserts,
     )
     conn.executemany(

@@ -297,7 +297,16 @@ def test_m009_keeps_every_view_of_a_database_from_before_it() -> None:
         for table in (*_VIEW_TABLES, "message_refs", "erasures", "quota_skeletons"):
             names = [row[1] for row in conn.execute(f"PRAGMA ref.table_info({table})")]
             listed = ", ".join(names)
-            conn.execute(f"INSERT INTO main.{table} ({listed}) SELECT {listed} FROM ref.{table}")
+            if table == "ballots":  # before m010 a ballot kept its vote's community
+                conn.execute(
+                    f"INSERT INTO main.ballots ({listed}, community)"
+                    f" SELECT {', '.join('b.' + n for n in names)}, m.community"
+                    " FROM ref.ballots b JOIN ref.messages m ON m.id = b.vote_id"
+                )
+            else:
+                conn.execute(
+                    f"INSERT INTO main.{table} ({listed}) SELECT {listed} FROM ref.{table}"
+                )
             copied += conn.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
         conn.execute("COMMIT")
         conn.execute("DETACH DATABASE ref")
@@ -309,7 +318,10 @@ def test_m009_keeps_every_view_of_a_database_from_before_it() -> None:
         db = open_database(old_path)
         snap = snapshot(db)
         kinds = dict(db.execute("SELECT name, type FROM sqlite_master").fetchall())
+        ballot_columns = {row[1] for row in db.execute("PRAGMA table_info(ballots)")}
         db.close()
     assert snap == REFERENCE
+    assert "community" not in ballot_columns  # m010
+    assert "sqlite_autoindex_proposal_counts_1" not in kinds  # m010: one b-tree
     assert kinds["message_auth"] == "view"
     assert "ballots_by_voter" not in kinds

@@ -110,10 +110,33 @@ def test_the_new_lists_walk_indexes(db: Database, factory: Factory) -> None:
         (c, "regional", NOW),
     )
     assert "things_scope" in scoped and "TEMP B-TREE" not in scoped
-    stories = plan(
-        db,
-        "SELECT id FROM things WHERE community = ? AND kind = 'story'"
-        " AND status = 'visible' ORDER BY ts DESC LIMIT 10",
-        (c,),
-    )
-    assert "things_list" in stories and "TEMP B-TREE" not in stories
+
+
+def test_every_list_by_community_and_kind_walks_an_index(db: Database, factory: Factory) -> None:
+    """The lists as storage/forum.py runs them (their SQL traced, not copied here): none
+    scans ``things``, and those by community and kind alone walk ``things_list``, the
+    partial index without comments (m010), newest first without a sort."""
+    c = factory.community
+    t = topic(factory, "Buses", "local")
+    put(db, t, factory.comment(t.id), factory.story(t.id))
+    traced: list[str] = []
+    db.conn.set_trace_callback(traced.append)
+    try:
+        forum.topics(db, c)
+        forum.topics(db, c, scope="regional")
+        forum.topics(db, c, tag="x")
+        forum.newest_stories(db, c)
+        forum.closing_soon(db, c, now_ms=NOW)
+        forum.infokit(db, c)
+        forum.meetings(db, c)
+    finally:
+        db.conn.set_trace_callback(None)
+    lists = [sql for sql in traced if "FROM things WHERE community" in sql]
+    assert len(lists) == 6, traced
+    for sql in lists:
+        found = plan(db, sql, ())
+        assert "SCAN things" not in found, (sql, found)
+        if "scope =" not in sql and "closes >" not in sql:
+            assert "USING INDEX things_list" in found, (sql, found)
+        if "ORDER BY ts DESC" in sql:
+            assert "TEMP B-TREE" not in found, (sql, found)
