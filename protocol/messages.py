@@ -49,6 +49,7 @@ __all__ = [
     "encode_envelope",
     "iter_stream",
     "message_id_hex",
+    "rebuild_checked",
 ]
 
 VERSION = 1
@@ -147,6 +148,34 @@ def _rebuild_checked(raw: bytes, fields: dict[str, Any] | None, message_id: byte
         message_id,
         body,
         fields,
+        raw,
+    )
+
+
+def rebuild_checked(raw: bytes) -> Message:
+    """The :class:`Message` of bytes that passed :func:`decode_message` before, decoded
+    again with no check at all.
+
+    Only for bytes this process holds and has seen pass (a checking worker says which
+    of the bytes it was sent passed, rather than sending each message back: about 1 KB
+    less to pickle, pipe and unpickle per message). Anything else goes through
+    :func:`decode_message`.
+    """
+    payload, signature, body = msgpack.unpackb(raw)
+    _, kind, community, author, ts, refs, body_hash = msgpack.unpackb(payload)
+    # Positional, in field order (keywords cost ~0.8 us more per message).
+    return Message(
+        kind,
+        community,
+        author,
+        ts,
+        tuple(refs),
+        body_hash,
+        signature,
+        payload,
+        hashlib.sha256(payload).digest(),
+        body,
+        None if body is None else msgpack.unpackb(body),
         raw,
     )
 
