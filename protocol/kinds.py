@@ -60,6 +60,29 @@ _TEXT_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 # A one-line str additionally refuses TAB, LF, CR, LINE SEPARATOR, PARAGRAPH SEPARATOR.
 _LINE_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
+# A quick look that rules out every such character in one pass over the UTF-8 bytes
+# (the regexes above read the str one character at a time, ~5x slower): a C0 control
+# or DEL is a byte of its own; a C1 control's first byte is C2 (as is U+0080..U+00BF's,
+# so C2 only sends the str to the regex); U+2028 and U+2029 are E2 80 A8 and E2 80 A9;
+# a surrogate cannot be encoded.
+_TEXT_OK_BYTES = bytes(b for b in range(256) if not (b < 0x20 or b == 0x7F) or b in b"\t\n\r")
+_LINE_OK_BYTES = bytes(b for b in range(256) if not (b < 0x20 or b == 0x7F))
+
+
+def _clean(value: str, multiline: bool) -> bool:
+    """True when ``value`` surely holds none of the characters its regex refuses
+    (False: ask the regex)."""
+    try:
+        data = value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    if data.translate(None, _TEXT_OK_BYTES if multiline else _LINE_OK_BYTES):
+        return False
+    if b"\xc2" in data:
+        return False
+    return multiline or (b"\xe2\x80\xa8" not in data and b"\xe2\x80\xa9" not in data)
+
+
 _SHOW_MAX = 40
 
 
@@ -103,7 +126,13 @@ def _range(lo: int, hi: int, unit: str = "") -> str:
 
 
 class Spec:
-    """What one value must be. Subclasses are frozen dataclasses."""
+    """What one value must be. Subclasses are frozen dataclasses.
+
+    :meth:`check` says why a value does not match; :meth:`fits` is the quick test
+    that runs first (no paths built, no exceptions): ``fits(v)`` True means that
+    ``check(v, path)`` passes. False only means "run check" (it may still pass, for a
+    subclass of str, say), so every rejection still comes from :meth:`check`.
+    """
 
     #: The msgpack type this spec takes, for error messages.
     TYPE: ClassVar[str] = "?"
@@ -125,6 +154,10 @@ class Spec:
     def check_limits(self, value: object, path: str) -> None:
         """Check the limits of a value that already has the right type."""
 
+    def fits(self, value: object) -> bool:
+        """True only if :meth:`check` passes (see the class docstring)."""
+        return False
+
     def describe(self) -> str:
         """One line for the docs: type and limits."""
         raise NotImplementedError
@@ -144,6 +177,13 @@ class Str(Spec):
 
     def accepts_type(self, value: object) -> bool:
         return isinstance(value, str)
+
+    def fits(self, value: object) -> bool:
+        return (
+            type(value) is str
+            and self.min_len <= len(value) <= self.max_len
+            and _clean(value, self.multiline)
+        )
 
     def check_limits(self, value: object, path: str) -> None:
         assert isinstance(value, str)
@@ -182,6 +222,13 @@ class Pattern(Spec):
     def accepts_type(self, value: object) -> bool:
         return isinstance(value, str)
 
+    def fits(self, value: object) -> bool:
+        return (
+            type(value) is str
+            and len(value) <= self.max_len
+            and self._compiled.fullmatch(value) is not None
+        )
+
     def check_limits(self, value: object, path: str) -> None:
         assert isinstance(value, str)
         if len(value) > self.max_len:
@@ -205,6 +252,9 @@ class Enum(Spec):
     def accepts_type(self, value: object) -> bool:
         return isinstance(value, str)
 
+    def fits(self, value: object) -> bool:
+        return type(value) is str and value in self.values
+
     def check_limits(self, value: object, path: str) -> None:
         if value not in self.values:
             raise BadBody(f"{path}: must be one of {', '.join(self.values)}; got {_show(value)}")
@@ -223,6 +273,9 @@ class Int(Spec):
 
     def accepts_type(self, value: object) -> bool:
         return _is_int(value)
+
+    def fits(self, value: object) -> bool:
+        return type(value) is int and self.lo <= value <= self.hi
 
     def check_limits(self, value: object, path: str) -> None:
         assert isinstance(value, int)
@@ -244,6 +297,9 @@ class Bin(Spec):
     def accepts_type(self, value: object) -> bool:
         return isinstance(value, bytes)
 
+    def fits(self, value: object) -> bool:
+        return type(value) is bytes and len(value) == self.size
+
     def check_limits(self, value: object, path: str) -> None:
         assert isinstance(value, bytes)
         if len(value) != self.size:
@@ -262,6 +318,9 @@ class Nil(Spec):
     def accepts_type(self, value: object) -> bool:
         return value is None
 
+    def fits(self, value: object) -> bool:
+        return value is None
+
     def describe(self) -> str:
         return "nil"
 
@@ -277,6 +336,13 @@ class OneOf(Spec):
 
     def accepts_type(self, value: object) -> bool:
         return any(o.accepts_type(value) for o in self.options)
+
+    def fits(self, value: object) -> bool:
+        # The option check would pick: the first that takes the value's type.
+        for option in self.options:
+            if option.accepts_type(value):
+                return option.fits(value)
+        return False
 
     def check_limits(self, value: object, path: str) -> None:
         for option in self.options:
@@ -304,6 +370,16 @@ class ListOf(Spec):
 
     def accepts_type(self, value: object) -> bool:
         return isinstance(value, (list, tuple))
+
+    def fits(self, value: object) -> bool:
+        if type(value) is not list and type(value) is not tuple:
+            return False
+        if not self.min_len <= len(value) <= self.max_len:
+            return False
+        fits = self.item.fits
+        if not all(fits(item) for item in value):
+            return False
+        return not self.distinct or len({(type(v), v) for v in value}) == len(value)
 
     def check_limits(self, value: object, path: str) -> None:
         assert isinstance(value, (list, tuple))
@@ -344,6 +420,14 @@ class Rule:
 
     def check(self, value: Mapping[str, object], path: str) -> None:
         raise NotImplementedError
+
+    def holds(self, value: Mapping[str, object]) -> bool:
+        """True when :meth:`check` passes (it is called only on maps whose fields fit)."""
+        try:
+            self.check(value, "")
+        except BadBody:
+            return False
+        return True
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -405,8 +489,28 @@ class MapOf(Spec):
     rules: tuple[Rule, ...] = ()
     TYPE: ClassVar[str] = "map"
 
+    _known: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_known", frozenset(f.name for f in self.fields))
+
     def accepts_type(self, value: object) -> bool:
         return isinstance(value, Mapping)
+
+    def fits(self, value: object) -> bool:
+        if type(value) is not dict:
+            return False
+        known = self._known
+        for key in value:
+            if type(key) is not str or key not in known:
+                return False
+        for f in self.fields:
+            if f.name in value:
+                if not f.spec.fits(value[f.name]):
+                    return False
+            elif f.required:
+                return False
+        return all(rule.holds(value) for rule in self.rules)
 
     def check_limits(self, value: object, path: str) -> None:
         assert isinstance(value, Mapping)
@@ -470,6 +574,8 @@ class KindSchema:
 
     def check(self, body: object, refs: Sequence[bytes]) -> None:
         self.refs.check(refs, self.kind)
+        if self.body.fits(body):
+            return
         if not isinstance(body, Mapping):
             raise BadBody(f"{self.kind}: body must be a map, got {_type_name(body)}")
         self.body.check_limits(body, self.kind)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.encoding import MAX_DEPTH, pack, unpack_canonical, unpack_structural
+from protocol.encoding import (
+    MAX_DEPTH,
+    _unpackb,
+    _unpackb_sized,
+    pack,
+    unpack_canonical,
+    unpack_structural,
+)
 from protocol.errors import LocalProtocolError, Malformed, NonCanonical, ProtocolError
 
 scalars = (
@@ -126,3 +135,57 @@ def test_pack_refuses_what_has_no_canonical_form() -> None:
     for bad in (1.5, {1: 2}, object(), 1 << 64, -(1 << 63) - 1):
         with pytest.raises(LocalProtocolError):
             pack(bad)
+
+
+def _outcome(fn: Any, data: bytes) -> tuple[str, str]:
+    try:
+        return "ok", repr(fn(data))
+    except Exception as exc:  # the outcome is compared, whatever it is
+        return type(exc).__name__, str(exc)
+
+
+# Claimed lengths far beyond the input, for each container and string type, nested too.
+CLAIMS = [
+    b"\xdd\xff\xff\xff\xff",
+    b"\xdc\xff\xff",
+    b"\x9f",
+    b"\xdf\xff\xff\xff\xff",
+    b"\xde\x00\x10",
+    b"\x8f\x01",
+    b"\xdb\xff\xff\xff\xff",
+    b"\xda\x01\x00",
+    b"\xd9\x10",
+    b"\xc6\xff\xff\xff\xff",
+    b"\xc5\x01\x00",
+    b"\xc9\xff\xff\xff\xff\x01",
+    b"\xc8\x01\x00\x01",
+    b"\x92\xdc\x00\x05",
+    b"\x81\xa1a\xdd\x00\x00\x00\x09",
+    b"\xde\x00\x02\x01\x02",
+    b"\x94\x01\x02\x03\x04",
+    b"\x82\xa1a\x01\xa1a\x02",
+    b"\x81\x91\x01\x02",
+    b"\xa2\xff\xfe",
+]
+
+
+def assert_same_unpacking(data: bytes) -> None:
+    # _unpackb leaves msgpack's limits at their defaults, which msgpack sizes to the
+    # input: the same outcome, value or error message, as spelling them out.
+    assert _outcome(_unpackb, data) == _outcome(_unpackb_sized, data)
+    assert _outcome(lambda d: _unpackb(d, object_pairs_hook=list), data) == _outcome(
+        lambda d: _unpackb_sized(d, object_pairs_hook=list), data
+    )
+
+
+@pytest.mark.parametrize("data", CLAIMS)
+def test_short_unpack_call_is_the_sized_one(data: bytes) -> None:
+    assert_same_unpacking(data)
+    assert_same_unpacking(data + bytes(len(data)))
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(CLAIMS), st.binary(max_size=60))
+def test_short_unpack_call_is_the_sized_one_random(claim: bytes, tail: bytes) -> None:
+    assert_same_unpacking(tail)
+    assert_same_unpacking(claim + tail)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 from protocol.errors import MessageRejected
@@ -40,3 +41,26 @@ def test_rejected_vectors_fail_with_their_codes() -> None:
 def test_the_committed_file_is_what_the_code_makes() -> None:
     # Deterministic signatures: a protocol change shows up here as a diff.
     assert build() == VECTORS
+
+
+def test_workers_verdicts_rebuild_what_check_all_gives() -> None:
+    # A checking worker sends back verdicts only; the messages are rebuilt from the
+    # bytes: the same messages, attribute for attribute, and the same rejections.
+    from storage.messages import check_all, check_verdicts, with_verdicts
+
+    raws = [bytes.fromhex(m[k]) for m in VECTORS["messages"] for k in ("hex", "skeleton_hex")]
+    raws += [bytes.fromhex(case["hex"]) for case in VECTORS["rejected"]]
+    now = VECTORS["now_ms"]
+    expected = check_all(raws, now)
+    verdicts = check_verdicts(raws, now)
+    assert sum(type(v) is bytes for v in verdicts) == 2 * len(VECTORS["messages"])
+    rebuilt = with_verdicts(raws, pickle.loads(pickle.dumps(verdicts)))
+    assert len(rebuilt) == len(expected)
+    for got, want in zip(rebuilt, expected, strict=True):
+        assert type(got) is type(want)
+        if isinstance(want, MessageRejected):
+            assert (got.code, str(got)) == (want.code, str(want))
+            continue
+        for name in want.__dataclass_fields__:
+            assert getattr(got, name) == getattr(want, name), name
+        assert type(got.refs) is tuple

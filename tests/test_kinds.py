@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 from protocol.errors import BadBody
 from protocol.kinds import (
+    _LINE_BAD,
+    _TEXT_BAD,
     EDITABLE_KINDS,
     KNOWN_KINDS,
     SCHEMAS,
@@ -29,6 +31,7 @@ from protocol.kinds import (
     Pattern,
     Spec,
     Str,
+    _clean,
     check_body,
     schema_markdown,
 )
@@ -430,6 +433,23 @@ def test_surrogates_fail() -> None:
     bad("comment", with_("comment", text="a\ud800"), "comment.text: character U+D800")
 
 
+@pytest.mark.parametrize("multiline", [False, True])
+def test_quick_character_test_agrees_with_the_regex(multiline: bool) -> None:
+    # Every code point (UTF-8 is self-synchronizing, so one character at a time covers
+    # any str): the quick test clears a character only if the regex finds nothing in
+    # it, and clears every allowed character outside U+0080..U+00BF.
+    regex = _TEXT_BAD if multiline else _LINE_BAD
+    for cp in range(0x110000):
+        ch = chr(cp)
+        bad_char = regex.search(ch) is not None
+        if _clean(ch, multiline):
+            assert not bad_char, hex(cp)
+        else:
+            assert bad_char or 0x80 <= cp <= 0xBF, hex(cp)
+    assert _clean("a\tb\r\nc", True) and not _clean("a\tb", False)
+    assert not _clean("ab\x85", multiline) and _clean("é\u2027\u202a", multiline)
+
+
 # --------------------------------------------------------------------------- ints, bins, enums
 
 
@@ -787,6 +807,21 @@ def test_random_bodies_raise_only_bad_body(kind: str, body: Any, nrefs: int) -> 
         check_body(kind, body, ids(nrefs))
     except BadBody as e:
         assert str(e).startswith(kind)
+    assert_fits_only_if_valid(kind, body)
+
+
+def passes(kind: str, body: Any) -> bool:
+    try:
+        check_body(kind, body, refs_for(kind))
+    except BadBody:
+        return False
+    return True
+
+
+def assert_fits_only_if_valid(kind: str, body: Any) -> None:
+    """The quick test never lets through what the full check refuses."""
+    if SCHEMAS[kind].body.fits(body):
+        assert passes(kind, body), (kind, body)
 
 
 @settings(max_examples=500)
@@ -805,6 +840,7 @@ def test_mutated_valid_bodies_raise_only_bad_body(kind: str, data: st.DataObject
         check_body(kind, body, refs_for(kind))
     except BadBody as e:
         assert str(e).startswith(kind)
+    assert_fits_only_if_valid(kind, body)
 
 
 def strategy(spec: Spec) -> st.SearchStrategy[Any]:
@@ -852,3 +888,16 @@ def test_bodies_generated_from_the_schema_pass(kind: str, data: st.DataObject) -
         body["starts"], body["ends"] = body["ends"], body["starts"]
     lo, hi = REFS[kind]
     check_body(kind, body, ids(data.draw(st.integers(lo, hi))))
+    # The quick test takes them too, unless a str holds U+0080..U+00BF (first UTF-8
+    # byte C2, as for the C1 controls: those go to the full check).
+    assert SCHEMAS[kind].body.fits(body) or has_c2_char(body), body
+
+
+def has_c2_char(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\x80" <= ch <= "\xbf" for ch in value)
+    if isinstance(value, (list, tuple)):
+        return any(has_c2_char(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_c2_char(v) for v in value.values())
+    return False

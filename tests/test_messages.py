@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import pickle
 from typing import Any
 
 import msgpack
@@ -372,3 +373,70 @@ def test_errors_say_whose_fault() -> None:
         BadBody,
     ):
         assert issubclass(cls, MessageRejected)
+
+
+# --------------------------------------------------------------------------- envelope sizes
+
+BIN_FORMS = {  # each msgpack header form of bin: first byte, bytes of length, max length
+    "bin8": (0xC4, 1, 0xFF),
+    "bin16": (0xC5, 2, 0xFFFF),
+    "bin32": (0xC6, 4, 0xFFFFFFFF),
+}
+
+
+def bin_forms(data: bytes) -> list[bytes]:
+    """``data`` as a msgpack bin in every header form that can hold it."""
+    return [
+        bytes([first]) + len(data).to_bytes(size, "big") + data
+        for first, size, most in BIN_FORMS.values()
+        if len(data) <= most
+    ]
+
+
+def sized_message(n_refs: int, body_bytes: int) -> Any:
+    """A message of an unknown kind (body not schema-checked) whose body is exactly
+    ``body_bytes`` bytes long."""
+    x = bytes(max(0, body_bytes - 4))
+    while len(pack({"x": x})) > body_bytes:
+        x = x[:-1]
+    while len(pack({"x": x})) < body_bytes:
+        x += b"\x00"
+    refs = [bytes([i]) * 32 for i in range(n_refs)]
+    fields = {"x": x}
+    return create_message(
+        KEY, kind="zz_test", community=COMMUNITY, ts=NOW, fields=fields, refs=refs
+    )
+
+
+@pytest.mark.parametrize("n_refs", [0, 16])  # a payload under 256 bytes (bin8), and over
+@pytest.mark.parametrize("body_bytes", [None, 255, 256, 65_535, 65_536])
+def test_envelope_headers_must_be_the_shortest(n_refs: int, body_bytes: int | None) -> None:
+    # The canonical envelope is told by its size alone: every longer header is refused.
+    if body_bytes is None:
+        m = sized_message(n_refs, 10).skeleton()
+    else:
+        m = sized_message(n_refs, body_bytes)
+        assert len(m.body or b"") == body_bytes
+    assert decode_message(m.raw, now_ms=NOW) == m
+    assert m.raw == encode_envelope(m.payload, m.signature, m.body)
+    bodies = [b"\xc0"] if m.body is None else bin_forms(m.body)
+    variants = {
+        outer + payload + sig + body
+        for outer in (b"\x93", b"\xdc\x00\x03", b"\xdd\x00\x00\x00\x03")
+        for payload in bin_forms(m.payload)
+        for sig in bin_forms(m.signature)
+        for body in bodies
+    }
+    assert m.raw in variants and len(variants) >= 3 * 2 * 3
+    for raw in variants - {m.raw}:
+        with pytest.raises(Malformed, match="envelope is not in its canonical form"):
+            decode_message(raw, now_ms=NOW)
+
+
+def test_checked_messages_pickle_to_equal_messages() -> None:
+    # Checking workers send checked messages back pickled (Message.__reduce__).
+    for m in (sized_message(16, 300), sized_message(0, 70), sized_message(3, 300).skeleton()):
+        again = pickle.loads(pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL))
+        for name in m.__dataclass_fields__:
+            assert getattr(again, name) == getattr(m, name), name
+        assert type(again.refs) is tuple
