@@ -29,7 +29,7 @@ from .folder import NodeConfig, NodeError, default_dir, load_config, read_key, w
 from .publish import add_account, check_effect, init_node, publish
 from .sync_client import SyncError
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 INGEST_BATCH = 1_000
 READ_CHUNK = 1 << 16
@@ -1239,6 +1239,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="fora-demo", help="where the demo nodes live")
     p.add_argument("--port", type=int, default=8470, help="first port")
     return parser
+
+
+def run() -> int:
+    """The ``fora`` command (its console script and ``python -m node``): :func:`main`
+    in a process tuned as a long-running node (node/runtime.py). Tests call
+    :func:`main` in their own process, which keeps its settings."""
+    from .runtime import tune_gc
+
+    tune_gc()
+    return main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -308,3 +308,27 @@ def test_backup_while_writing(
     assert 1 <= held <= 601
     code, _, err = run(capsys, "backup", str(node), str(dest))
     assert code == 1 and "exists already" in err
+
+
+def test_the_fora_command_runs_with_the_nodes_collector_settings() -> None:
+    """``python -m node`` (what the ``fora`` console script runs too) sets the garbage
+    collector as node/runtime.py says before the command runs; :func:`main`, which the
+    tests call in their own process, leaves the process's settings alone."""
+    import gc
+
+    before = gc.get_threshold()
+    with pytest.raises(SystemExit):
+        main(["id", "--help"])
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print(gc.get_threshold(), gc.get_freeze_count() > 0))\n"
+        "sys.argv = ['fora', 'id', '--help']\n"
+        "import runpy; runpy.run_module('node', run_name='__main__')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    from node.runtime import GC_THRESHOLDS
+
+    assert out.stdout.strip().splitlines()[-1] == f"{GC_THRESHOLDS} True", out
+    assert gc.get_threshold() == before
