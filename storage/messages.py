@@ -16,7 +16,7 @@ import hashlib
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -310,28 +310,35 @@ def ingest_batches(
 ) -> Iterator[list[IngestResult]]:
     """Ingest batch after batch, checking the next batch while the current one is written.
 
-    Each batch is split into ``workers`` parts checked on ``pool``'s threads. Yields
-    each batch's results once its transaction has committed: what is yielded is on
-    disk. ``now_ms`` is called once per batch.
+    Each batch is split into ``workers`` parts checked on ``pool``. Worker processes
+    send back only their verdicts (:func:`check_verdicts`), as a sync's checks do; an
+    executor in this process (threads, :class:`~storage.checking.InlineExecutor`)
+    hands back the checked messages. Yields each batch's results once its transaction
+    has committed: what is yielded is on disk. ``now_ms`` is called once per batch.
     """
+    remote = isinstance(pool, ProcessPoolExecutor)
 
-    def submit(batch: Sequence[bytes]) -> list[Future[list[Checked]]]:
+    def submit(batch: Sequence[bytes]) -> tuple[Sequence[bytes], list[Future[Any]]]:
         step = max(1, -(-len(batch) // workers))
         now = now_ms()
-        return [
-            pool.submit(check_all, batch[i : i + step], now) for i in range(0, len(batch), step)
+        check = check_verdicts if remote else check_all
+        return batch, [
+            pool.submit(check, batch[i : i + step], now) for i in range(0, len(batch), step)
         ]
 
-    pending: list[Future[list[Checked]]] | None = None
+    def checked(submitted: tuple[Sequence[bytes], list[Future[Any]]]) -> list[Checked]:
+        batch, parts = submitted
+        answers = [item for part in parts for item in part.result()]
+        return with_verdicts(batch, answers) if remote else answers
+
+    pending: tuple[Sequence[bytes], list[Future[Any]]] | None = None
     for batch in batches:
         upcoming = submit(batch)
         if pending is not None:
-            checked = [item for part in pending for item in part.result()]
-            yield store_checked(db, checked, now_ms=now_ms())
+            yield store_checked(db, checked(pending), now_ms=now_ms())
         pending = upcoming
     if pending is not None:
-        checked = [item for part in pending for item in part.result()]
-        yield store_checked(db, checked, now_ms=now_ms())
+        yield store_checked(db, checked(pending), now_ms=now_ms())
 
 
 def get_raw(db: Database, ids: Sequence[bytes]) -> list[bytes | None]:

@@ -64,3 +64,32 @@ def test_workers_verdicts_rebuild_what_check_all_gives() -> None:
         for name in want.__dataclass_fields__:
             assert getattr(got, name) == getattr(want, name), name
         assert type(got.refs) is tuple
+
+
+def test_ingest_through_worker_processes_stores_what_inline_checks_store(tmp_path: Path) -> None:
+    # ingest_batches with real worker processes (verdicts sent back) and with checks in
+    # this thread: the same result for every message, the same messages stored.
+    from storage.checking import InlineExecutor, make_check_pool
+    from storage.database import open_database
+    from storage.messages import ingest_batches
+
+    raws = [bytes.fromhex(m["hex"]) for m in VECTORS["messages"]]
+    raws += [bytes.fromhex(case["hex"]) for case in VECTORS["rejected"]]
+    batches = [raws[i : i + 7] for i in range(0, len(raws), 7)]
+    stored = []
+    for name, pool in (("inline", InlineExecutor()), ("workers", make_check_pool(2))):
+        db = open_database(tmp_path / f"{name}.db")
+        with pool:
+            results = [
+                (r.result, r.id, r.detail)
+                for batch in ingest_batches(
+                    db, batches, now_ms=lambda: VECTORS["now_ms"], pool=pool, workers=2
+                )
+                for r in batch
+            ]
+        held = sorted(row[0] for row in db.execute("SELECT raw FROM messages"))
+        db.close()
+        stored.append((results, held))
+    assert stored[0] == stored[1]
+    results, held = stored[0]
+    assert len(results) == len(raws) and len(held) == len(VECTORS["messages"])
