@@ -617,7 +617,10 @@ _BALLOT_COLUMNS = (
     " iif(m.authorized IS NULL, NULL, m.auth_reason), b.status, b.reason"
 )
 #: A ballot's vote message (its community and verdict: m010 keeps no copy in ballots).
-_BALLOT_MESSAGE = " JOIN messages m ON m.id = b.vote_id"
+#: Always held; a LEFT JOIN all the same, so that SQLite looks each ballot's message up
+#: rather than starting from ``messages`` (an inner join let it scan ``ballots`` whole
+#: for the (proposal, voter) pairs of a batch).
+_BALLOT_MESSAGE = " LEFT JOIN messages m ON m.id = b.vote_id"
 
 
 def _blocked(p: tuple[Any, ...] | None) -> str:
