@@ -205,22 +205,34 @@ class _Early(web.StreamResponse):
     header and the body (none for a HEAD or a 304). aiohttp calls :meth:`prepare` and
     :meth:`write_eof` on what a handler returns; these write through the connection's
     own writer (``request.writer``) as ``web.Response`` does, so keep-alive, pipelining
-    and back-pressure are aiohttp's. ``headers`` are the page's own (for an access log),
-    without Content-Length, Date and Server."""
+    and back-pressure are aiohttp's.
+
+    Its ``headers`` are the page's own, read-only (they were written already: a
+    middleware outside :func:`cached_pages_middleware` that set one would fail here,
+    not send a page without it), without Content-Length, Date and Server."""
 
     def __init__(
         self, head: bytes, body: bytes, status: int, headers: CIMultiDictProxy[str]
     ) -> None:
-        super().__init__(status=status, headers=headers)
+        super().__init__(status=status)
+        self._kept_headers = headers
         self._head = head
         self._raw_body = body
         self._writer: AbstractStreamWriter | None = None
         self._done = False
+        self._closing = False
         self._sent = 0
 
     @property
+    def headers(self) -> CIMultiDictProxy[str]:  # type: ignore[override]
+        return self._kept_headers
+
+    @property
     def keep_alive(self) -> bool:
-        return True  # only HTTP/1.1 keep-alive requests get one
+        return not self._closing  # only HTTP/1.1 keep-alive requests get one
+
+    def force_close(self) -> None:
+        self._closing = True
 
     @property
     def prepared(self) -> bool:
