@@ -312,6 +312,33 @@ async def test_an_early_answer_is_byte_for_byte_the_whole_stacks(
     ]
 
 
+async def test_a_page_is_kept_per_target_as_sent(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    """The key holds the request target undecoded: one page spelled two ways is kept
+    twice, each answered early with the same page; a JSON twin is JSON whatever
+    Accept says, and a page asked for as JSON through Accept is kept apart."""
+    from yarl import URL
+
+    app, raws, paths = await _node_with_pages(tmp_path)
+    client = await aiohttp_client(app)
+    await app[STORE].write(ingest, raws, now_ms=now_ms())
+    cache = app[PAGE_CACHE]
+    topic = paths[2]
+    spelled = topic[:3] + "%" + format(ord(topic[3]), "02x") + topic[4:]
+    bodies = []
+    for path in (topic, spelled, topic, spelled):
+        resp = await client.get(URL(path, encoded=True))
+        assert resp.status == 200 and resp.content_type == "text/html", path
+        bodies.append(await resp.read())
+    assert len(set(bodies)) == 1 and cache.early == 2 and len(cache) == 2
+    for accept in ("text/html", "application/json"):
+        twin = await client.get(topic + ".json", headers={"Accept": accept})
+        assert twin.content_type == "application/json", accept
+    asked = await client.get(topic, headers={"Accept": "application/json"})
+    assert asked.content_type == "application/json" and len(cache) == 5
+
+
 def test_the_early_answers_date_and_language_are_aiohttps_and_negotiates() -> None:
     from aiohttp.helpers import rfc822_formatted_time
     from aiohttp.test_utils import make_mocked_request

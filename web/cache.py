@@ -12,8 +12,8 @@ write did not touch is then kept as it is, without running its template again.
 
 Only anonymous reads are cached: a request with a session (a logged-in resident, or a
 form's CSRF token) or a ``?lang=`` (which sets a cookie) is always rendered. The key is
-the UI language, HTML or JSON, the scheme and Host the page was asked for (feeds write
-absolute links) and the path with its query string.
+the UI language, whether ``Accept`` asks for JSON, the scheme and Host the page was asked
+for (feeds write absolute links) and the request target (path and query) as sent.
 
 Every kept page is answered with the same header set, built once per entry:
 :data:`SECURITY_HEADERS`, ``Vary`` (what the page depends on besides its path),
@@ -386,9 +386,9 @@ def _key(request: web.Request) -> Key | None:
 
     The key is the UI language (:func:`i18n.negotiate`'s), whether ``Accept`` asks for
     JSON rather than HTML, the scheme, ``Host`` and the request target as sent (path and
-    query, undecoded: parsing it is most of what a key would cost, and the page of a
-    target is the same whatever else differs, so a path spelled two ways is kept twice
-    at most; a ``.json`` path is JSON whatever ``Accept`` says)."""
+    query, not decoded: decoding was most of what a key cost; a path spelled two ways,
+    ``/t/ab`` and ``/t/%61b``, is kept twice, as two query strings always were). A
+    ``.json`` target is JSON whatever ``Accept`` says: the target is in the key."""
     if request.method not in _READS:
         return None
     target = request.raw_path
