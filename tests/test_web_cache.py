@@ -112,16 +112,18 @@ def key(name: str) -> Any:
 
 
 def test_the_cache_is_bounded_and_versioned() -> None:
-    cache = PageCache(max_entries=2, max_bytes=1000)
+    cache = PageCache(max_entries=2, max_bytes=100_000)
     for name in ("a", "b", "c"):
         cache.put(key(name), entry(b"x" * 10))
     assert len(cache) == 2 and cache.get(key("a"), 0) is None
     assert cache.get(key("c"), 0) is not None
     # Another generation (a write happened) is a miss.
     assert cache.get(key("c"), 1) is None
-    # Bytes (plain and gzipped) are bounded too, and a page larger than an eighth of
-    # them is not kept.
+    # Bytes (plain, gzipped and the prebuilt heads) are bounded too, and a page larger
+    # than an eighth of them is not kept.
     size = len(entry(b"x" * 100).body) + len(entry(b"x" * 100).gzipped)
+    heads = entry(b"x" * 100).gzip_head, entry(b"x" * 100).plain_head
+    size += sum(len(h) for h in (*heads, entry(b"x" * 100).not_modified_head) if h is not None)
     sized = PageCache(max_entries=100, max_bytes=size * 8)
     sized.put(key("big"), entry(b"x" * 101 + bytes(range(256))))
     assert len(sized) == 0

@@ -303,7 +303,8 @@ def changes_at(request: web.Request, when_ms: int | None) -> None:
 
 
 def _size(entry: _Entry) -> int:
-    return len(entry.body) + len(entry.gzipped)
+    heads = (entry.gzip_head, entry.plain_head, entry.not_modified_head)
+    return len(entry.body) + len(entry.gzipped) + sum(len(h) for h in heads if h is not None)
 
 
 class PageCache:
