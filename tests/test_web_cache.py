@@ -112,16 +112,18 @@ def key(name: str) -> Any:
 
 
 def test_the_cache_is_bounded_and_versioned() -> None:
-    cache = PageCache(max_entries=2, max_bytes=1000)
+    cache = PageCache(max_entries=2, max_bytes=100_000)
     for name in ("a", "b", "c"):
         cache.put(key(name), entry(b"x" * 10))
     assert len(cache) == 2 and cache.get(key("a"), 0) is None
     assert cache.get(key("c"), 0) is not None
     # Another generation (a write happened) is a miss.
     assert cache.get(key("c"), 1) is None
-    # Bytes (plain and gzipped) are bounded too, and a page larger than an eighth of
-    # them is not kept.
+    # Bytes (plain, gzipped and the prebuilt heads) are bounded too, and a page larger
+    # than an eighth of them is not kept.
     size = len(entry(b"x" * 100).body) + len(entry(b"x" * 100).gzipped)
+    heads = entry(b"x" * 100).gzip_head, entry(b"x" * 100).plain_head
+    size += sum(len(h) for h in (*heads, entry(b"x" * 100).not_modified_head) if h is not None)
     sized = PageCache(max_entries=100, max_bytes=size * 8)
     sized.put(key("big"), entry(b"x" * 101 + bytes(range(256))))
     assert len(sized) == 0
@@ -226,6 +228,141 @@ async def test_a_kept_page_is_answered_as_the_whole_stack_answers_it(
             else:
                 assert "Content-Language" not in fast.headers
                 assert fast.content_type == "application/json"
+
+
+async def _wire(client: Client, *requests: str) -> list[tuple[bytes, bytes]]:
+    """Send ``requests`` (HTTP/1.x, pipelined in one write) on one connection; each
+    answer as it came on the wire: its status line and headers (the Date's value blanked:
+    its second may tick) and its body."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write("".join(requests).encode())
+        answers = []
+        for request in requests:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            length = 0
+            for i, line in enumerate(lines):
+                name, _, value = line.partition(b": ")
+                if name.lower() == b"date":
+                    lines[i] = name + b": -"
+                elif name.lower() == b"content-length":
+                    length = int(value)
+            bodiless = request.startswith("HEAD ") or lines[0].split()[1] == b"304"
+            body = b"" if bodiless else await reader.readexactly(length)
+            answers.append((b"\r\n".join(lines), body))
+        return answers
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_an_early_answer_is_byte_for_byte_the_whole_stacks(
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On the wire, in order: status line, every header (name, case, value, order) and
+    body of an early answer written from the entry's prebuilt head are what aiohttp
+    writes for the same page through the whole stack: GET and HEAD, gzipped and plain,
+    HTML and JSON, a 304, pipelined requests; and HTTP/1.0 or ``Connection: close``
+    (answered through aiohttp) too."""
+    written: list[int] = []
+
+    class Counted(web_cache._Early):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            written.append(self.status)
+
+    monkeypatch.setattr(web_cache, "_Early", Counted)
+    app, raws, paths = await _node_with_pages(tmp_path)
+    client = await aiohttp_client(app)
+    await app[STORE].write(ingest, raws, now_ms=now_ms())
+    host = f"Host: {client.host}:{client.port}\r\n"
+    whole = f"Cookie: {COOKIE}=unknown\r\n"  # a session the node does not know
+    cache = app[PAGE_CACHE]
+    for path in paths:
+        for encoding in ("gzip, deflate, br", "identity"):
+            asked = f"{host}Accept-Encoding: {encoding}\r\nAccept-Language: fr\r\n"
+            await _wire(client, f"GET {path} HTTP/1.1\r\n{asked}\r\n")  # rendered
+            (etag,) = [
+                line.partition(b": ")[2].decode()
+                for line in (await _wire(client, f"GET {path} HTTP/1.1\r\n{asked}\r\n"))[0][
+                    0
+                ].split(b"\r\n")
+                if line.lower().startswith(b"etag:")
+            ]
+            for request in (
+                f"GET {path} HTTP/1.1\r\n{asked}",
+                f"HEAD {path} HTTP/1.1\r\n{asked}",
+                f"GET {path} HTTP/1.1\r\n{asked}If-None-Match: {etag}\r\n",
+                f"GET {path} HTTP/1.0\r\n{asked}",
+                f"GET {path} HTTP/1.1\r\n{asked}Connection: close\r\n",
+            ):
+                early, before = cache.early, len(written)
+                (fast,) = await _wire(client, request + "\r\n")
+                assert cache.early == early + 1, request
+                raw = "HTTP/1.1" in request and "close" not in request
+                assert len(written) == before + raw, request
+                (slow,) = await _wire(client, request + whole + "\r\n")
+                assert fast == slow, request
+                assert cache.early == early + 1 and len(written) == before + raw, request
+    # Pipelined: three early answers written one after the other on one connection.
+    three = [f"GET {path} HTTP/1.1\r\n{host}\r\n" for path in paths[:3]]
+    assert await _wire(client, *three) == [
+        (await _wire(client, request[:-2] + whole + "\r\n"))[0] for request in three
+    ]
+
+
+async def test_a_page_is_kept_per_target_as_sent(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    """The key holds the request target undecoded: one page spelled two ways is kept
+    twice, each answered early with the same page; a JSON twin is JSON whatever
+    Accept says, and a page asked for as JSON through Accept is kept apart."""
+    from yarl import URL
+
+    app, raws, paths = await _node_with_pages(tmp_path)
+    client = await aiohttp_client(app)
+    await app[STORE].write(ingest, raws, now_ms=now_ms())
+    cache = app[PAGE_CACHE]
+    topic = paths[2]
+    spelled = topic[:3] + "%" + format(ord(topic[3]), "02x") + topic[4:]
+    bodies = []
+    for path in (topic, spelled, topic, spelled):
+        resp = await client.get(URL(path, encoded=True))
+        assert resp.status == 200 and resp.content_type == "text/html", path
+        bodies.append(await resp.read())
+    assert len(set(bodies)) == 1 and cache.early == 2 and len(cache) == 2
+    for accept in ("text/html", "application/json"):
+        twin = await client.get(topic + ".json", headers={"Accept": accept})
+        assert twin.content_type == "application/json", accept
+    asked = await client.get(topic, headers={"Accept": "application/json"})
+    assert asked.content_type == "application/json" and len(cache) == 5
+
+
+def test_the_early_answers_date_and_language_are_aiohttps_and_negotiates() -> None:
+    from aiohttp.helpers import rfc822_formatted_time
+    from aiohttp.test_utils import make_mocked_request
+    from multidict import CIMultiDict
+
+    from web import i18n
+
+    while True:  # the same second for both
+        ours, theirs = web_cache._http_date(), rfc822_formatted_time()
+        if ours == web_cache._http_date():
+            break
+    assert ours.decode() == theirs
+    for headers in (
+        {},
+        {"Accept-Language": "fr-CH, fr;q=0.9"},
+        {"Accept-Language": "xx, pl;q=0.5"},
+        {"Cookie": "fora_lang=lv", "Accept-Language": "de"},
+        {"Cookie": "fora_lang=xx; other=1", "Accept-Language": "it"},
+        {"Cookie": "unrelated=1"},
+    ):
+        request = make_mocked_request("GET", "/t/abc", headers=CIMultiDict(headers))
+        assert web_cache._negotiated(request) == i18n.negotiate(request)[0], headers
 
 
 async def test_a_kept_page_holds_what_the_page_renders_without_a_cache(
