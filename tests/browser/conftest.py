@@ -35,7 +35,8 @@ from pytest_asyncio import is_async_test
 from node.app import create_app
 from node.appkeys import STORE
 from node.folder import NodeConfig
-from node.publish import init_node
+from node.publish import add_account, init_node
+from protocol import signing
 from storage.store import Store
 
 from .tools import CHROMIUM, CHROMIUM_ARGS, ConsoleWatch, serve
@@ -114,6 +115,22 @@ class LiveNode:
     @property
     def store(self) -> Store:
         return self.app[STORE]
+
+    @property
+    def community(self) -> bytes:
+        return signing.public_key_bytes(self.key)
+
+    async def add_account(self, name: str, role: str = "member") -> None:
+        """A web account ``name`` with ``role`` (password :data:`tests.webflow.PASSWORD`;
+        the tests' fast password hashing, for the account and for logins)."""
+        from web.accounts import ACCOUNTS
+
+        from ..webflow import FAST, PASSWORD
+
+        self.app[ACCOUNTS].params = FAST
+        await self.store.write(
+            add_account, self.key, name=name, password=PASSWORD, role=role, params=FAST
+        )
 
 
 @pytest_asyncio.fixture(loop_scope="session")

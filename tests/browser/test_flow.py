@@ -12,10 +12,10 @@ from playwright.async_api import Page
 
 from node.app import create_app
 from node.appkeys import PEERS
-from node.publish import add_account, init_node
+from node.publish import init_node
 from protocol import signing
 
-from ..webflow import FAST, PASSWORD
+from ..webflow import PASSWORD
 from .conftest import LiveNode
 from .tools import ConsoleWatch, activate_by_keyboard, axe_check, serve, tab_to
 
@@ -39,14 +39,9 @@ async def _logout(page: Page, url: str) -> None:
 async def test_register_approve_post_vote_moderate_and_sync(
     page: Page, live_node: LiveNode, tmp_path: Path, console_watch: ConsoleWatch
 ) -> None:
-    from web.accounts import ACCOUNTS
-
     url = live_node.url
-    live_node.app[ACCOUNTS].params = FAST
     for name, role in (("Admin", "admin"), ("Mod", "moderator")):
-        await live_node.store.write(
-            add_account, live_node.key, name=name, password=PASSWORD, role=role, params=FAST
-        )
+        await live_node.add_account(name, role)
 
     # A resident registers (the form passes axe) and waits for approval.
     await page.goto(url + "/register")
@@ -167,13 +162,9 @@ async def test_the_other_form_pages_pass_axe(
     """Log in, sign a petition, answer a survey (keyboard only), the refusal page of a
     pending account, and showing a hidden message again: each page passes axe."""
     from node.publish import publish
-    from web.accounts import ACCOUNTS
 
     url = live_node.url
-    live_node.app[ACCOUNTS].params = FAST
-    await live_node.store.write(
-        add_account, live_node.key, name="Mod", password=PASSWORD, role="moderator", params=FAST
-    )
+    await live_node.add_account("Mod", "moderator")
     community = signing.public_key_bytes(live_node.key)
     far = 4_000_000_000_000
     petition = await live_node.store.write(

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from playwright.async_api import Page, expect
 
-from node.publish import add_account, publish
-from protocol import signing
+from node.publish import publish
 
-from ..webflow import FAST, PASSWORD
+from ..webflow import PASSWORD
 from .conftest import LiveNode
 from .tools import ConsoleWatch, activate_by_keyboard, axe_check
 
@@ -16,14 +15,9 @@ from .tools import ConsoleWatch, activate_by_keyboard, axe_check
 async def test_erase_my_ballot_from_my_page_in_french(
     page: Page, live_node: LiveNode, console_watch: ConsoleWatch
 ) -> None:
-    from web.accounts import ACCOUNTS
-
     url = live_node.url
-    live_node.app[ACCOUNTS].params = FAST
-    await live_node.store.write(
-        add_account, live_node.key, name="Rita", password=PASSWORD, params=FAST
-    )
-    community = signing.public_key_bytes(live_node.key)
+    await live_node.add_account("Rita")
+    community = live_node.community
     far = 4_000_000_000_000
     topic = await live_node.store.write(
         publish,
