@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -35,8 +36,9 @@ from pytest_asyncio import is_async_test
 from node.app import create_app
 from node.appkeys import STORE
 from node.folder import NodeConfig
-from node.publish import add_account, init_node
+from node.publish import add_account, init_node, publish
 from protocol import signing
+from protocol.messages import Message
 from storage.store import Store
 
 from .tools import CHROMIUM, CHROMIUM_ARGS, ConsoleWatch, serve
@@ -119,6 +121,12 @@ class LiveNode:
     @property
     def community(self) -> bytes:
         return signing.public_key_bytes(self.key)
+
+    async def publish(
+        self, kind: str, fields: dict[str, Any], refs: Sequence[bytes] = ()
+    ) -> Message:
+        """Sign ``kind`` with the community's own key and store it."""
+        return await self.store.write(publish, self.key, self.community, kind, fields, refs)
 
     async def add_account(self, name: str, role: str = "member") -> None:
         """A web account ``name`` with ``role`` (password :data:`tests.webflow.PASSWORD`;

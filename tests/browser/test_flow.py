@@ -13,7 +13,6 @@ from playwright.async_api import Page
 from node.app import create_app
 from node.appkeys import PEERS
 from node.publish import init_node
-from protocol import signing
 
 from ..webflow import PASSWORD
 from .conftest import LiveNode
@@ -161,23 +160,15 @@ async def test_the_other_form_pages_pass_axe(
 ) -> None:
     """Log in, sign a petition, answer a survey (keyboard only), the refusal page of a
     pending account, and showing a hidden message again: each page passes axe."""
-    from node.publish import publish
 
     url = live_node.url
     await live_node.add_account("Mod", "moderator")
-    community = signing.public_key_bytes(live_node.key)
     far = 4_000_000_000_000
-    petition = await live_node.store.write(
-        publish,
-        live_node.key,
-        community,
+    petition = await live_node.publish(
         "petition",
         {"title": "Plant trees", "text": "Along the river", "goal": 10, "closes": far},
     )
-    survey = await live_node.store.write(
-        publish,
-        live_node.key,
-        community,
+    survey = await live_node.publish(
         "survey",
         {
             "title": "The mayor's work",

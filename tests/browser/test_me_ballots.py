@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from playwright.async_api import Page, expect
 
-from node.publish import publish
-
 from ..webflow import PASSWORD
 from .conftest import LiveNode
 from .tools import ConsoleWatch, activate_by_keyboard, axe_check
@@ -17,27 +15,17 @@ async def test_erase_my_ballot_from_my_page_in_french(
 ) -> None:
     url = live_node.url
     await live_node.add_account("Rita")
-    community = live_node.community
     far = 4_000_000_000_000
-    topic = await live_node.store.write(
-        publish,
-        live_node.key,
-        community,
+    topic = await live_node.publish(
         "topic",
         {"title": "Bus", "text": "", "tags": [], "scope": "local", "lang": "it"},
     )
-    proposal = await live_node.store.write(
-        publish,
-        live_node.key,
-        community,
+    proposal = await live_node.publish(
         "proposal",
         {"title": "Un autobus", "problem": "P", "solution": "S", "lang": "it", "closes": far},
         [topic.id],
     )
-    petition = await live_node.store.write(
-        publish,
-        live_node.key,
-        community,
+    petition = await live_node.publish(
         "petition",
         {"title": "Alberi", "text": "Lungo il fiume", "goal": 10, "closes": far},
     )

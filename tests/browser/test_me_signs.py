@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from playwright.async_api import Page, expect
 
-from node.publish import publish
-
 from ..webflow import PASSWORD
 from .conftest import LiveNode
 from .tools import ConsoleWatch, activate_by_keyboard, axe_check
@@ -18,19 +16,12 @@ async def test_erase_my_signature_and_answers_from_my_page_in_german(
 ) -> None:
     url = live_node.url
     await live_node.add_account("Rita")
-    community = live_node.community
     far = 4_000_000_000_000
-    petition = await live_node.store.write(
-        publish,
-        live_node.key,
-        community,
+    petition = await live_node.publish(
         "petition",
         {"title": "Bäume am Fluss", "text": "Pflanzen", "goal": 10, "closes": far},
     )
-    survey = await live_node.store.write(
-        publish,
-        live_node.key,
-        community,
+    survey = await live_node.publish(
         "survey",
         {
             "title": "Der Busfahrplan",
