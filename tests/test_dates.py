@@ -12,7 +12,7 @@ import pytest
 from node.cli import main
 from protocol.dates import BadTime, closing_time, opening_time, parse_time
 
-from .webflow import Client, add_user, login, make_node, post, twin
+from .webflow import Client, logged_in, make_node, post, twin
 
 DAY = 4_076_006_400_000  # 2099-03-01T00:00:00.000Z
 HOUR = 3_600_000
@@ -79,9 +79,7 @@ async def test_the_cli_and_the_web_give_the_same_close_for_the_same_text(
 ) -> None:
     node = make_node(tmp_path)
     folder = str(node.config.dir)
-    web = await aiohttp_client(node.app)
-    await add_user(node, "Alice")
-    await login(web, "Alice")
+    web = await logged_in(await aiohttp_client(node.app), node, "Alice")
     response = await post(
         web,
         "/new/topic",

@@ -8,7 +8,7 @@ import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from .webflow import Client, add_user, login, make_node, post
+from .webflow import Client, add_user, logged_in, login, make_node, post
 
 ClientMaker = Callable[..., Awaitable[Client]]
 
@@ -73,9 +73,7 @@ async def test_each_admin_form_error_links_to_its_own_input(
     tmp_path: Path, aiohttp_client: ClientMaker
 ) -> None:
     node = make_node(tmp_path)
-    admin = await aiohttp_client(node.app)
-    await add_user(node, "Admin", "admin")
-    await login(admin, "Admin")
+    admin = await logged_in(await aiohttp_client(node.app), node, "Admin", "admin")
     cases = [
         ("/admin/grant", {"member": '"><script>x</script>', "role": "moderator"}, "g-member"),
         ("/admin/grant", {"member": "Admin", "role": "king"}, "g-role"),

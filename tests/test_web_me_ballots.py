@@ -7,7 +7,7 @@ import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from .webflow import Client, add_user, login, make_node, post, twin
+from .webflow import Client, add_user, logged_in, login, make_node, post, twin
 
 
 async def _proposal(client: Client) -> str:
@@ -40,9 +40,7 @@ async def test_vote_then_erase_the_ballot_from_me(
     tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> None:
     node = make_node(tmp_path)
-    alice = await aiohttp_client(node.app)
-    await add_user(node, "Alice")
-    await login(alice, "Alice")
+    alice = await logged_in(await aiohttp_client(node.app), node, "Alice")
     proposal = await _proposal(alice)
     vote = f"/m/{proposal}/vote"
 
@@ -77,9 +75,7 @@ async def test_erasing_the_newest_ballot_brings_back_the_one_before(
     tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> None:
     node = make_node(tmp_path)
-    alice = await aiohttp_client(node.app)
-    await add_user(node, "Alice")
-    await login(alice, "Alice")
+    alice = await logged_in(await aiohttp_client(node.app), node, "Alice")
     proposal = await _proposal(alice)
     vote = f"/m/{proposal}/vote"
     await post(alice, vote, {"choice": "yes"})

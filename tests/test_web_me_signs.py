@@ -16,7 +16,7 @@ from node.appkeys import STORE
 from node.publish import publish
 from storage import forum
 
-from .webflow import Client, Node, add_user, login, make_node, post, twin
+from .webflow import Client, Node, add_user, logged_in, login, make_node, post, twin
 
 ClientMaker = Callable[..., Awaitable[Client]]
 FAR = 4_000_000_000_000
@@ -58,9 +58,7 @@ def _erase_buttons(html: str) -> set[str]:
 
 
 async def _alice(node: Node, aiohttp_client: ClientMaker) -> Client:
-    alice = await aiohttp_client(node.app)
-    await add_user(node, "Alice")
-    await login(alice, "Alice")
+    alice = await logged_in(await aiohttp_client(node.app), node, "Alice")
     return alice
 
 

@@ -17,7 +17,7 @@ from storage.views import answers_mismatch
 from web.i18n import LANGUAGES
 from web.reasons import EXACT, PATTERNS, explain
 
-from .webflow import Client, add_user, login, make_node, post, twin
+from .webflow import Client, logged_in, make_node, post, twin
 
 
 def test_a_known_reason_is_translated_and_an_unknown_one_kept_in_english() -> None:
@@ -73,9 +73,7 @@ async def test_a_french_reader_refused_a_second_signature_reads_why_in_french(
     tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> None:
     node = make_node(tmp_path)
-    alice = await aiohttp_client(node.app)
-    await add_user(node, "Alice")
-    await login(alice, "Alice")
+    alice = await logged_in(await aiohttp_client(node.app), node, "Alice")
     await _in_french(alice)
     petition = await node.app[STORE].write(
         publish,
@@ -110,9 +108,7 @@ async def test_my_ballots_statuses_and_reasons_in_french(
     tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Client]]
 ) -> None:
     node = make_node(tmp_path)
-    alice = await aiohttp_client(node.app)
-    await add_user(node, "Alice")
-    await login(alice, "Alice")
+    alice = await logged_in(await aiohttp_client(node.app), node, "Alice")
     await _in_french(alice)
     response = await post(
         alice,

@@ -73,6 +73,13 @@ async def login(client: Client, name: str, password: str = PASSWORD) -> None:
     assert response.status == 303, await response.text()
 
 
+async def logged_in(client: Client, node: Node, name: str, role: str = "member") -> Client:
+    """``client``, logged in as a new account ``name`` holding ``role``."""
+    await add_user(node, name, role)
+    await login(client, name)
+    return client
+
+
 async def twin(client: Client, path: str) -> Any:
     response = await client.get(path, headers={"Accept": "application/json"})
     assert response.status == 200, (path, response.status)
