@@ -46,29 +46,13 @@ _UINT64_MAX = (1 << 64) - 1
 _INT64_MIN = -(1 << 63)
 
 
-def _unpackb_sized(data: bytes, **extra: Any) -> Any:
-    """msgpack.unpackb with every limit sized to ``data`` spelled out."""
-    n = len(data)
-    return msgpack.unpackb(
-        data,
-        raw=False,
-        unicode_errors="surrogateescape",  # keep going; the tree check rejects it
-        use_list=True,
-        strict_map_key=False,
-        max_str_len=n,
-        max_bin_len=n,
-        max_array_len=n,
-        max_map_len=n // 2,
-        max_ext_len=n,
-        **extra,
-    )
-
-
 def _unpackb(data: bytes, **extra: Any) -> Any:
-    """The same call as :func:`_unpackb_sized` (msgpack 1.x's unpackb sizes its limits
-    to the input when none are given: raw=False, use_list=True and those limits are
-    its defaults; tests/test_encoding.py holds it to that), with two keywords rather
-    than ten: parsing the keywords was half the cost of decoding a small value."""
+    """msgpack.unpackb with every limit sized to ``data``: msgpack 1.x sizes its limits
+    (string, bin, array, map, ext lengths) to the input when none are given, and
+    raw=False, use_list=True are its defaults, so two keywords say it all (parsing ten
+    was half the cost of decoding a small value; tests/test_encoding.py holds this call
+    to the one with every limit spelled out). Invalid UTF-8 comes back with surrogate
+    escapes: the tree check rejects it."""
     return msgpack.unpackb(data, unicode_errors="surrogateescape", strict_map_key=False, **extra)
 
 

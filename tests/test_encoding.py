@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from protocol.encoding import (
     MAX_DEPTH,
     _unpackb,
-    _unpackb_sized,
     pack,
     unpack_canonical,
     unpack_structural,
@@ -167,6 +166,25 @@ CLAIMS = [
     b"\x81\x91\x01\x02",
     b"\xa2\xff\xfe",
 ]
+
+
+def _unpackb_sized(data: bytes, **extra: Any) -> Any:
+    """The reference for :func:`protocol.encoding._unpackb`: msgpack.unpackb with every
+    limit sized to ``data`` spelled out (the call the protocol module made before)."""
+    n = len(data)
+    return msgpack.unpackb(
+        data,
+        raw=False,
+        unicode_errors="surrogateescape",  # keep going; the tree check rejects it
+        use_list=True,
+        strict_map_key=False,
+        max_str_len=n,
+        max_bin_len=n,
+        max_array_len=n,
+        max_map_len=n // 2,
+        max_ext_len=n,
+        **extra,
+    )
 
 
 def assert_same_unpacking(data: bytes) -> None:

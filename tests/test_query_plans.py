@@ -20,7 +20,7 @@ from .test_civic_order import SCENARIO
 #: Plan steps that read no stored table whole: constant rows, a CTE of bound values,
 #: the full-text index by rowid, the schema (a few rows).
 _HARMLESS = re.compile(
-    r"^SCAN (\d+ CONSTANT ROWS?|CONSTANT ROW|v|t|ids|sqlite_master)$"
+    r"^SCAN (\d+ CONSTANT ROWS?|CONSTANT ROW|v|sqlite_master)$"
     r"|^SCAN search VIRTUAL TABLE INDEX \d+:=$"
 )
 
