@@ -4,6 +4,11 @@ Nothing touches SQLite on the event loop. ``await store.write(fn, *args)`` runs
 ``fn(db, *args)`` on the single writer thread (so writes never contend), and
 ``await store.read(fn, *args)`` runs it on one of a few reader threads, each with its
 own read-only connection (WAL lets them read while the writer writes).
+
+Checkpoints (copying what the write-ahead log holds into the database file) run on a
+thread of their own, with their own connection, after writes: the writer does not
+stop to copy pages. The writer's own automatic checkpoint stays as a backstop, at
+:data:`BACKSTOP_PAGES`, should the checkpoint thread fall behind.
 """
 
 from __future__ import annotations
@@ -21,7 +26,11 @@ from sqlite_utils import Database
 
 from .database import open_database
 
-__all__ = ["Store"]
+__all__ = ["BACKSTOP_PAGES", "Store"]
+
+#: The write-ahead log size (in pages) at which the writer checkpoints by itself
+#: (SQLite's default is 1,000): only reached when the checkpoint thread falls behind.
+BACKSTOP_PAGES = 10_000
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -38,6 +47,9 @@ class Store:
         self._reader_dbs: list[Database] = []
         self._lock = threading.Lock()
         self._write_db: Database | None = None
+        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="fora-checkpoint")
+        self._checkpoint_db: Database | None = None
+        self._checkpoint_queued = False
         self._closed = False
         #: Completed writes through this store (a page cache's version: a write may
         #: change any page).
@@ -51,6 +63,25 @@ class Store:
 
     def _open_writer(self) -> None:
         self._write_db = open_database(self.path)
+        self._write_db.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+
+    def _request_checkpoint(self) -> None:
+        """Have the checkpoint thread copy the log into the database file, once for
+        any number of writes that end while it is busy."""
+        with self._lock:
+            if self._checkpoint_queued or self._closed:
+                return
+            self._checkpoint_queued = True
+        self._checkpointer.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        with self._lock:
+            self._checkpoint_queued = False
+        if self._checkpoint_db is None:
+            self._checkpoint_db = open_database(self.path, migrate=False)
+        # PASSIVE: copies what no reader still needs, never waits for the writer or a
+        # reader; the writer starts the log over once all of it is copied.
+        self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _reader_db(self) -> Database:
         db: Database | None = getattr(self._local, "db", None)
@@ -77,6 +108,7 @@ class Store:
             return await self._run(self._writer, call)
         finally:
             self.generation += 1
+            self._request_checkpoint()
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(db, *args, **kwargs)`` on a reader thread (read-only connection)."""
@@ -96,9 +128,16 @@ class Store:
                 self._write_db.close()
                 self._write_db = None
 
+        def close_checkpointer() -> None:
+            if self._checkpoint_db is not None:
+                self._checkpoint_db.close()
+                self._checkpoint_db = None
+
+        with self._lock:
+            self._closed = True
         await loop.run_in_executor(self._writer, close_writer)
-        self._closed = True
-        for pool in (self._writer, self._readers):
+        await loop.run_in_executor(self._checkpointer, close_checkpointer)
+        for pool in (self._writer, self._readers, self._checkpointer):
             await loop.run_in_executor(None, functools.partial(pool.shutdown, wait=True))
         with self._lock:
             for db in self._reader_dbs:

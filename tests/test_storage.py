@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from sqlite_utils import Database
 
 from protocol.errors import Result
+from storage.checking import WORKER_NICENESS, make_check_pool
 from storage.database import StorageError, open_database
 from storage.messages import (
     count_messages,
@@ -20,7 +23,7 @@ from storage.messages import (
     stats,
     verify_store,
 )
-from storage.store import Store
+from storage.store import BACKSTOP_PAGES, Store
 
 from .conftest import NOW, Factory, seeded_key
 
@@ -167,6 +170,59 @@ async def test_store_runs_off_the_event_loop(tmp_path: Path, factory: Factory) -
             await store.read(lambda db: db.execute("DELETE FROM messages"))
     finally:
         await store.close()
+
+
+async def test_checkpoints_run_beside_the_writer(tmp_path: Path, factory: Factory) -> None:
+    """The write-ahead log is copied into the database file by the checkpoint thread,
+    not by the writer (whose own automatic checkpoint is only a backstop), and closing
+    leaves a whole database."""
+
+    path = tmp_path / "fora.db"
+    store = await Store.open(path)
+    checkpoints: list[str] = []
+    try:
+        assert (
+            await store.write(lambda db: db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+            == BACKSTOP_PAGES
+        )
+        for i in range(20):
+            await store.write(ingest, [factory.topic(f"T{i}").raw], now_ms=NOW)
+        # The checkpoint thread is a single thread: a task queued now runs after the
+        # checkpoints the writes asked for.
+        await asyncio.get_running_loop().run_in_executor(
+            store._checkpointer, lambda: checkpoints.append(threading.current_thread().name)
+        )
+        # The database file alone, copied without its log, holds the 20 topics (the
+        # writer's own checkpoint would not have run yet: the log is far below the
+        # backstop).
+        shutil.copyfile(path, tmp_path / "copy.db")
+        copy = open_database(tmp_path / "copy.db", migrate=False)
+        try:
+            assert count_messages(copy) == 20
+        finally:
+            copy.close()
+    finally:
+        await store.close()
+    assert checkpoints == ["fora-checkpoint_0"]
+    db = open_database(path)
+    try:
+        assert count_messages(db) == 20
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        db.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.write(lambda db: None)
+
+
+def test_check_workers_run_below_the_node(tmp_path: Path) -> None:
+    """Checking workers run at a lower priority than the process that starts them."""
+    pool = make_check_pool(2)
+    try:
+        mine = os.nice(0)
+        theirs = set(pool.map(os.nice, [0, 0]))
+        assert theirs == {min(19, mine + WORKER_NICENESS)}
+    finally:
+        pool.shutdown()
 
 
 def test_two_writers_wait_for_each_other(tmp_path: Path, factory: Factory) -> None:
