@@ -44,6 +44,9 @@ __all__ = [
 log = logging.getLogger("fora.sync")
 
 FETCH_BATCH = 2_000
+#: At most this many checked messages wait for the writer; those that wait are stored
+#: together (see ``_fetch``).
+STORE_MERGE = 4 * FETCH_BATCH
 PUSH_BATCH = 1_000
 #: Batches smaller than this are checked on a thread rather than sent to processes.
 SMALL_BATCH = 64
@@ -416,14 +419,19 @@ async def _fetch(
     progress: SyncProgress,
     tick: Callable[..., None],
 ) -> None:
-    """Fetch in batches as a pipeline: while batch i is stored, batch i+1 is checked
-    and batch i+2 is on its way. Until the reconciliation is done, only full batches
-    are fetched; returns early if it failed."""
+    """Fetch in batches as a pipeline: while the writer stores, the next batches are
+    checked and the one after them is on its way. Batches checked while the writer is
+    busy are stored together, in one transaction, when it is free (up to
+    :data:`STORE_MERGE` messages): a page that several batches touch is then written
+    once, and the log is synced once. Until the reconciliation is done, only full
+    batches are fetched; returns early if it failed."""
     fetching: asyncio.Task[list[bytes]] | None = None
     fetching_ids: list[bytes] = []
     storing: asyncio.Task[list[IngestResult]] | None = None
-    storing_ids: list[bytes] = []
-    storing_size = 0
+    #: (ids asked, bytes received) of each batch the writer is storing.
+    storing_batches: list[tuple[list[bytes], int]] = []
+    #: Checked batches waiting for the writer: (ids asked, raws, checked, when checked).
+    ready: list[tuple[list[bytes], list[bytes], list[store_fns.Checked], int]] = []
 
     def next_fetch() -> None:
         nonlocal fetching, fetching_ids
@@ -435,25 +443,39 @@ async def _fetch(
             if progress.phase != "fetching":
                 tick(phase="fetching")  # the later rounds go on meanwhile
 
+    def store_ready() -> None:
+        """Hand every checked batch waiting to the writer, as one transaction."""
+        nonlocal storing, storing_batches
+        storing_batches = [(asked, sum(len(r) for r in raws)) for asked, raws, _, _ in ready]
+        raws = [raw for _, batch, _, _ in ready for raw in batch]
+        checked = [item for _, _, batch, _ in ready for item in batch]
+        now = max(when for _, _, _, when in ready)
+        ready.clear()
+        storing = asyncio.create_task(ingestor.store_checked(raws, checked, now, source=client.url))
+
     async def settle() -> None:
-        """Wait for the batch being stored and account for it."""
+        """Wait for the batches being stored and account for them."""
         nonlocal storing
         if storing is None:
             return
         results = await storing
         storing = None
         got = {r.id for r in results if r.id is not None}
+        size = sum(n for _, n in storing_batches)
         report.received += sum(1 for r in results if r.result is Result.OK)
         report.rejected += sum(1 for r in results if not r.result.accepted)
-        report.message_bytes_received += storing_size
+        report.message_bytes_received += size
         # A fetch answer may stop short (size cap): ask again for the rest.
-        missing = [i for i in storing_ids if i not in got]
-        if len(missing) == len(storing_ids):
-            raise SyncError("fetch: the peer answered with other messages than asked")
+        missing = []
+        for asked, _ in storing_batches:
+            left = [i for i in asked if i not in got]
+            if len(left) == len(asked):
+                raise SyncError("fetch: the peer answered with other messages than asked")
+            missing.extend(left)
         needs.ids[:0] = missing
         tick(
             fetched=progress.fetched + len(results),
-            bytes_received=progress.bytes_received + storing_size,
+            bytes_received=progress.bytes_received + size,
         )
 
     try:
@@ -462,6 +484,8 @@ async def _fetch(
             if fetching is None:
                 if storing is not None:
                     await settle()
+                elif ready:
+                    store_ready()
                 elif needs.done and not needs.ids:
                     return
                 else:
@@ -474,11 +498,12 @@ async def _fetch(
             if not raws:
                 raise SyncError("fetch: the peer sent none of the messages asked for")
             checked, now = await ingestor.check(raws)
-            await settle()
-            storing_ids, storing_size = asked, sum(len(r) for r in raws)
-            storing = asyncio.create_task(
-                ingestor.store_checked(raws, checked, now, source=client.url)
-            )
+            ready.append((asked, raws, checked, now))
+            waiting = sum(len(batch) for _, batch, _, _ in ready)
+            if storing is not None and (storing.done() or waiting >= STORE_MERGE):
+                await settle()
+            if storing is None:
+                store_ready()
     finally:
         for task in (fetching, storing):
             if task is not None:

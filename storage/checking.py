@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import select
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
@@ -44,10 +47,35 @@ def _ready(_: int) -> int:
 WORKER_NICENESS = 10
 
 
-def _lower_priority() -> None:
+def _outlive_not(parent: int) -> None:
+    """End this worker when ``parent`` (the process that made the pool) ends.
+
+    A worker's parent is the fork server, not the node; and each worker holds the
+    write end of the pipes it waits on (the fork server's liveness pipe among them), so
+    when the node is killed (``kill -9``) neither the workers nor the fork server see
+    it: they would wait forever. So each worker watches the node itself."""
+    try:
+        handle = os.pidfd_open(parent)
+    except (AttributeError, OSError):
+        handle = None
+    if handle is not None:
+        select.select([handle], [], [])  # readable once the process has ended
+        os._exit(0)
+    while True:  # no pidfd here: look every second
+        time.sleep(1.0)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # alive, and ours no longer to signal: keep going
+            pass
+
+
+def _start_worker(parent: int) -> None:
     # Where lowering it is not allowed, the workers check at the node's priority.
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
+    threading.Thread(target=_outlive_not, args=(parent,), name="watch-node", daemon=True).start()
 
 
 #: Imported once by the fork server, so each worker forked from it starts with the
@@ -71,6 +99,8 @@ def make_check_pool(workers: int | None = None, preload: Sequence[str] = PRELOAD
         return InlineExecutor()
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
-    pool = ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=_lower_priority)
+    pool = ProcessPoolExecutor(
+        max_workers=n, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+    )
     list(pool.map(_ready, range(n)))
     return pool

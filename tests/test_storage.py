@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -223,6 +226,47 @@ def test_check_workers_run_below_the_node(tmp_path: Path) -> None:
         assert theirs == {min(19, mine + WORKER_NICENESS)}
     finally:
         pool.shutdown()
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_check_workers_end_with_a_killed_node(tmp_path: Path) -> None:
+    """A node killed with SIGKILL leaves no checking worker (nor their fork server)
+    behind: each worker watches the process that made the pool."""
+    script = (
+        "import os, sys, time\n"
+        "from storage.checking import make_check_pool\n"
+        "pool = make_check_pool(2)\n"
+        "print(' '.join(str(p) for p in pool._processes), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    node = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert node.stdout is not None
+        workers = [int(p) for p in node.stdout.readline().split()]
+        assert len(workers) == 2 and all(_running(p) for p in workers)
+        server = int(Path(f"/proc/{workers[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert server != node.pid and _running(server)  # the fork server
+    finally:
+        node.kill()
+        node.wait()
+        node.stdout.close()
+    deadline = time.monotonic() + 20
+    while any(_running(p) for p in (*workers, server)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in (*workers, server) if _running(p)]
 
 
 def test_two_writers_wait_for_each_other(tmp_path: Path, factory: Factory) -> None:
