@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,8 @@ __all__ = ["BACKSTOP_PAGES", "Store"]
 #: The write-ahead log size (in pages) at which the writer checkpoints by itself
 #: (SQLite's default is 1,000): only reached when the checkpoint thread falls behind.
 BACKSTOP_PAGES = 10_000
+#: How much lower than the node's the checkpoint thread's priority is (``nice``).
+CHECKPOINT_NICENESS = 10
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -79,6 +82,10 @@ class Store:
             self._checkpoint_queued = False
         if self._checkpoint_db is None:
             self._checkpoint_db = open_database(self.path, migrate=False)
+            # Copying can wait for a core; the writer should not (Linux: a thread's
+            # own priority).
+            with contextlib.suppress(AttributeError, OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CHECKPOINT_NICENESS)
         # PASSIVE: copies what no reader still needs, never waits for the writer or a
         # reader; the writer starts the log over once all of it is copied.
         self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
