@@ -26,7 +26,7 @@ from storage.messages import (
     stats,
     verify_store,
 )
-from storage.store import BACKSTOP_PAGES, Store
+from storage.store import BACKSTOP_PAGES, CHECKPOINT_NICENESS, Store
 
 from .conftest import NOW, Factory, seeded_key
 
@@ -190,11 +190,14 @@ async def test_checkpoints_run_beside_the_writer(tmp_path: Path, factory: Factor
         )
         for i in range(20):
             await store.write(ingest, [factory.topic(f"T{i}").raw], now_ms=NOW)
+
         # The checkpoint thread is a single thread: a task queued now runs after the
         # checkpoints the writes asked for.
-        await asyncio.get_running_loop().run_in_executor(
-            store._checkpointer, lambda: checkpoints.append(threading.current_thread().name)
-        )
+        def where() -> None:
+            me = threading.get_native_id()
+            checkpoints.append((threading.current_thread().name, os.getpriority(0, me)))
+
+        await asyncio.get_running_loop().run_in_executor(store._checkpointer, where)
         # The database file alone, copied without its log, holds the 20 topics (the
         # writer's own checkpoint would not have run yet: the log is far below the
         # backstop).
@@ -206,7 +209,8 @@ async def test_checkpoints_run_beside_the_writer(tmp_path: Path, factory: Factor
             copy.close()
     finally:
         await store.close()
-    assert checkpoints == ["fora-checkpoint_0"]
+    # It copies at a lower priority than the node's (the writer's).
+    assert checkpoints == [("fora-checkpoint_0", min(19, os.nice(0) + CHECKPOINT_NICENESS))]
     db = open_database(path)
     try:
         assert count_messages(db) == 20
