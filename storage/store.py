@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +36,8 @@ __all__ = ["BACKSTOP_PAGES", "Store"]
 BACKSTOP_PAGES = 10_000
 #: How much lower than the node's the checkpoint thread's priority is (``nice``).
 CHECKPOINT_NICENESS = 10
+
+log = logging.getLogger("fora.store")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -88,7 +92,12 @@ class Store:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CHECKPOINT_NICENESS)
         # PASSIVE: copies what no reader still needs, never waits for the writer or a
         # reader; the writer starts the log over once all of it is copied.
-        self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        try:
+            self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            # Nothing is lost: the log keeps what was not copied, the next write asks
+            # again, and the writer's own checkpoint is the backstop.
+            log.warning("checkpoint of %s failed: %s", self.path, exc)
 
     def _reader_db(self) -> Database:
         db: Database | None = getattr(self._local, "db", None)
