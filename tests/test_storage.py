@@ -195,7 +195,9 @@ async def test_checkpoints_run_beside_the_writer(tmp_path: Path, factory: Factor
         # checkpoints the writes asked for.
         def where() -> None:
             me = threading.get_native_id()
-            checkpoints.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, me)))
+            checkpoints.append(
+                (threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, me))
+            )
 
         await asyncio.get_running_loop().run_in_executor(store._checkpointer, where)
         # The database file alone, copied without its log, holds the 20 topics (the
