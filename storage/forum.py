@@ -18,7 +18,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from .database import select_in
-from .views import ballots_hash
+from .views import ballots_hash, whole_fields
 
 __all__ = [
     "ballots_of",
@@ -91,7 +91,8 @@ def _thing(row: tuple[Any, ...]) -> dict[str, Any]:
         "title": title,
         "text": text,
         "lang": lang,
-        "fields": json.loads(fields) if fields else None,
+        # things.fields holds what the title, text and lang columns do not (m011)
+        "fields": whole_fields(kind, title, text, lang, json.loads(fields) if fields else None),
         "edited": versions > 1,
         "versions": versions,
         "version_id": version_id.hex(),
