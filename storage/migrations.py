@@ -453,3 +453,7 @@ def m011_lean_things(db: Database) -> None:
         lean = {k: v for k, v in fields.items() if k not in drop}
         updates.append((encoder.encode(lean) if lean else None, rowid))
     conn.executemany("UPDATE things SET fields = ? WHERE rowid = ?", updates)
+    # A member's things are found through ``messages_author`` (a thing's id and author
+    # are its first version's message's): ``things_author`` was one more b-tree written
+    # at a random place for every new thing, most of them comments.
+    conn.execute("DROP INDEX things_author")

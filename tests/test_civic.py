@@ -537,10 +537,12 @@ def test_m011_leaves_rows_as_ingest_writes_them(tmp_path: Path, factory: Factory
         assert thing is not None
         whole = json.dumps(thing["fields"], ensure_ascii=False, sort_keys=True)
         db.execute("UPDATE things SET fields = ? WHERE id = ?", (whole, thing_id))
+    db.execute("CREATE INDEX things_author ON things (author, ts)")
     db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm011_lean_things'")
     db.close()
     db = open_database(path)
     assert db.execute("SELECT id, fields FROM things ORDER BY id").fetchall() == lean
     assert {m: forum.thing(db, m) for m in shown} == shown
+    assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'things_author'").fetchone() is None
     assert json.loads(dict(lean)[named.id]) == {"scope": "local", "tags": [], "text": ""}
     db.close()
