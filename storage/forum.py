@@ -18,7 +18,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from .database import select_in
-from .views import ballots_hash
+from .views import ballots_hash, whole_fields
 
 __all__ = [
     "ballots_of",
@@ -58,6 +58,13 @@ _THING_COLUMNS = (
     " version_id, version_ts, versions, closes, scope, comments"
 )
 
+#: A thing per message by the message's index (``messages m``, then ``things t`` by id:
+#: a CROSS JOIN keeps that order).
+_THINGS_OF_MESSAGES = (
+    ", ".join(f"t.{c.strip()}" for c in _THING_COLUMNS.split(","))
+    + " FROM messages m CROSS JOIN things t ON t.id = m.id"
+)
+
 
 def _thing(row: tuple[Any, ...]) -> dict[str, Any]:
     (
@@ -91,7 +98,8 @@ def _thing(row: tuple[Any, ...]) -> dict[str, Any]:
         "title": title,
         "text": text,
         "lang": lang,
-        "fields": json.loads(fields) if fields else None,
+        # things.fields holds what the title, text and lang columns do not (m011)
+        "fields": whole_fields(kind, title, text, lang, json.loads(fields) if fields else None),
         "edited": versions > 1,
         "versions": versions,
         "version_id": version_id.hex(),
@@ -597,8 +605,10 @@ def member_activity(db: Database, key: bytes, *, limit: int = 50) -> dict[str, A
     things = [
         _thing(r)
         for r in db.execute(
-            f"SELECT {_THING_COLUMNS} FROM things WHERE author = ? AND status = 'visible'"  # noqa: S608
-            " ORDER BY ts DESC LIMIT ?",
+            # through messages_author: a thing's id and author are its first version's,
+            # and things keeps no index by author (m011)
+            f"SELECT {_THINGS_OF_MESSAGES} WHERE m.author = ? AND t.status = 'visible'"
+            " ORDER BY m.ts DESC LIMIT ?",
             (key, limit),
         )
     ]

@@ -6,6 +6,7 @@ migrations when it opens a node's database, so upgrading is: stop, install, star
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from sqlite_utils import Database, Migrations
@@ -415,3 +416,44 @@ def m010_leaner_views(db: Database) -> None:
     for statement in schema.split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+@migrations()
+def m011_lean_things(db: Database) -> None:
+    # ``things.fields`` no longer repeats what the ``title``, ``text`` and ``lang``
+    # columns hold (docs/civic.md, "What a message costs the writer"): a comment's text
+    # was written twice in its row. A key is left out when the column gives it back
+    # exactly (``storage.views.lean_fields``; ``whole_fields`` puts it back where rows
+    # are read): a non-empty string; the title only when there is no ``name``; the text
+    # only for kinds whose text comes from one key. NULL when nothing is left. The rules
+    # are spelled out here as they were when m011 shipped.
+    text_keys = {"survey": "intro", "meeting": "agenda", "report": "reason", "proposal": None}
+    encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+    conn = db.conn
+    updates: list[tuple[str | None, int]] = []
+    for rowid, kind, title, text, lang, stored in conn.execute(
+        "SELECT rowid, kind, title, text, lang, fields FROM things WHERE fields IS NOT NULL"
+    ):
+        fields = json.loads(stored)
+        if not isinstance(fields, dict):
+            continue
+        drop = []
+        if type(fields.get("title")) is str and fields["title"] and "name" not in fields:
+            drop.append("title")
+        key = text_keys.get(kind, "text")
+        if key is not None and type(fields.get(key)) is str and fields[key]:
+            drop.append(key)
+        if type(fields.get("lang")) is str and fields["lang"]:
+            drop.append("lang")
+        # the columns were written from these keys: leave a key only if they agree
+        columns = {"title": title, key: text, "lang": lang}
+        drop = [k for k in drop if columns.get(k) == fields[k]]
+        if not drop:
+            continue
+        lean = {k: v for k, v in fields.items() if k not in drop}
+        updates.append((encoder.encode(lean) if lean else None, rowid))
+    conn.executemany("UPDATE things SET fields = ? WHERE rowid = ?", updates)
+    # A member's things are found through ``messages_author`` (a thing's id and author
+    # are its first version's message's): ``things_author`` was one more b-tree written
+    # at a random place for every new thing, most of them comments.
+    conn.execute("DROP INDEX things_author")

@@ -37,7 +37,9 @@ __all__ = [
     "Dirty",
     "ballots_hash",
     "forget_body",
+    "lean_fields",
     "refresh",
+    "whole_fields",
 ]
 
 #: Kinds whose decoded body is kept in ``bodies`` (votes go to ``ballots``).
@@ -269,6 +271,57 @@ def _fields(text: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _text_key(kind: str) -> str | None:
+    """The one key a thing's ``text`` column comes from (None: several keys)."""
+    keys = _TEXT.get(kind, ("text",))
+    return keys[0] if len(keys) == 1 else None
+
+
+def lean_fields(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """What ``things.fields`` keeps of a shown thing's ``fields``: the keys that the
+    ``title``, ``text`` and ``lang`` columns do not reproduce exactly (m011).
+
+    A key is left out only when :func:`whole_fields` puts it back as it was: a non-empty
+    string, the title only when there is no ``name`` (the title would come from it), the
+    text only for a kind whose text comes from one key. ``fields`` itself is returned
+    when nothing is left out."""
+    out = fields
+    title = fields.get("title")
+    if type(title) is str and title and "name" not in fields:
+        out = {k: v for k, v in out.items() if k != "title"}
+    key = _text_key(kind)
+    text = fields.get(key) if key is not None else None
+    if type(text) is str and text:
+        out = {k: v for k, v in out.items() if k != key}
+    lang = fields.get("lang")
+    if type(lang) is str and lang:
+        out = {k: v for k, v in out.items() if k != "lang"}
+    return out
+
+
+def whole_fields(
+    kind: str, title: str, text: str, lang: str, stored: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A thing's whole ``fields`` from its row: ``stored`` (``things.fields`` decoded)
+    with what :func:`lean_fields` left out taken back from the columns, keys in order
+    (as the JSON text of a body has them). None when there is none."""
+    out = dict(stored) if stored else {}
+    added = False
+    if title and "title" not in out and "name" not in out:
+        out["title"] = title
+        added = True
+    key = _text_key(kind)
+    if text and key is not None and key not in out:
+        out[key] = text
+        added = True
+    if lang and "lang" not in out:
+        out["lang"] = lang
+        added = True
+    if not out:
+        return None
+    return dict(sorted(out.items())) if added else out
+
+
 def _title_text(kind: str, fields: dict[str, Any] | None) -> tuple[str, str]:
     if fields is None:
         return "", ""
@@ -440,9 +493,15 @@ def _things_chunk(conn: sqlite3.Connection, chunk: Sequence[bytes], dirty: Dirty
                     fields[key] = first[key]  # never moved by an edit (docs/civic.md)
             shown_text = None
         shown = fields if status in ("visible", "hidden") else None
-        if shown and shown_text is None:
-            shown_text = json.dumps(shown, ensure_ascii=False, sort_keys=True)
         title, text = _title_text(kind, shown)
+        # things.fields keeps only what the title, text and lang columns do not (m011)
+        kept = None
+        if shown:
+            lean = lean_fields(kind, shown)
+            if lean is shown and shown_text is not None:
+                kept = shown_text
+            elif lean:
+                kept = json.dumps(lean, ensure_ascii=False, sort_keys=True)
         upserts.append(
             (
                 thing,
@@ -456,7 +515,7 @@ def _things_chunk(conn: sqlite3.Connection, chunk: Sequence[bytes], dirty: Dirty
                 title,
                 text,
                 str(shown.get("lang", "")) if shown else "",
-                shown_text if shown else None,
+                kept,
                 current,
                 current_ts,
                 1 + len(mine),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from protocol import signing
 from protocol.messages import Message
 from storage import forum
 from storage.database import open_database
-from storage.derive import UNKNOWN_AUTHOR_QUOTA
+from storage.derive import UNKNOWN_AUTHOR_QUOTA, jsonable_fields
 from storage.messages import QUOTA_DETAIL, get_raw, ingest, unerased_skeletons
 
 from .conftest import NOW, Factory, seeded_key
@@ -444,3 +445,104 @@ def test_profiles_newest_wins(db: Database, factory: Factory) -> None:
     put(db, new, fake, old)
     profile = forum.community_profile(db, factory.community)
     assert profile is not None and profile["name"] == "Bomarzo (VT)"
+
+
+# --------------------------------------------------------------------------- lean rows (m011)
+
+
+def _whole(message: Message) -> dict[str, object]:
+    assert message.fields is not None
+    fields = jsonable_fields(message.fields)
+    fields.pop("edit_of", None)
+    return fields
+
+
+def test_things_rows_keep_no_copy_of_the_columns_and_show_whole_fields(
+    tmp_path: Path, factory: Factory
+) -> None:
+    db = open_database(tmp_path / "fora.db")
+    put(db, factory.grant(ALICE), factory.grant(BOB), factory.grant(MOD, "moderator"))
+    put(db, factory.grant(ADMIN, "admin"))
+    topic = factory.topic("Parks", key=ALICE)
+    proposal = factory.proposal(topic.id, key=ALICE)
+    comment = factory.comment(topic.id, "Firts!", key=BOB)
+    edit = factory.make(
+        "comment",
+        {"text": "First!", "lang": "en", "edit_of": comment.id},
+        refs=(topic.id,),
+        key=BOB,
+    )
+    hidden = factory.comment(topic.id, "Rude words", key=BOB)
+    erased = factory.comment(topic.id, "Oops", key=ALICE)
+    report = factory.report(topic.id, key=BOB)
+    survey = factory.make(
+        "survey",
+        {
+            "title": "Benches",
+            "intro": "Tell us.",
+            "questions": [{"text": "How many?", "type": "scale", "options": ["1", "2"]}],
+            "opens": NOW - 1_000,
+            "closes": NOW + 10**9,
+        },
+    )
+    put(db, topic, proposal, comment, edit, hidden, erased, report, survey)
+    put(db, factory.hide(hidden.id, key=MOD), factory.erase(erased.id, key=ALICE))
+    expected = {
+        topic: _whole(topic),
+        proposal: _whole(proposal),
+        comment: _whole(edit),  # the newest version
+        hidden: _whole(hidden),  # a moderator still sees it whole
+        report: _whole(report),
+        survey: _whole(survey),
+    }
+    for message, fields in expected.items():
+        shown = forum.thing(db, message.id)
+        assert shown is not None, message.kind
+        assert shown["fields"] == fields, message.kind
+        assert list(shown["fields"]) == sorted(fields), message.kind  # keys as a body has them
+    assert forum.thing(db, hidden.id)["status"] == "hidden"  # type: ignore[index]
+    gone = forum.thing(db, erased.id)
+    assert gone is not None
+    assert (gone["status"], gone["fields"], gone["text"]) == ("erased", None, "")
+    page = forum.topic_page(db, topic.id)
+    assert page is not None
+    assert page["topic"]["fields"] == _whole(topic)
+    assert [t["text"] for t in forum.thread(db, topic.id)] == ["First!"]
+    # What is kept: no key that the title, text and lang columns give back.
+    kept = dict(db.execute("SELECT id, fields FROM things").fetchall())
+    assert kept[comment.id] is None and kept[hidden.id] is None and kept[report.id] is None
+    assert set(json.loads(kept[topic.id])) == {"scope", "tags"}
+    assert set(json.loads(kept[proposal.id])) == {"problem", "solution", "closes"}
+    assert set(json.loads(kept[survey.id])) == {"questions", "opens", "closes"}
+    db.close()
+
+
+def test_m011_leaves_rows_as_ingest_writes_them(tmp_path: Path, factory: Factory) -> None:
+    path = tmp_path / "fora.db"
+    db = open_database(path)
+    put(db, factory.grant(ALICE), factory.grant(BOB))
+    topic = factory.topic("Parks", key=ALICE)
+    proposal = factory.proposal(topic.id, key=ALICE)
+    named = factory.make(  # an empty text is kept: the column cannot tell it from none
+        "topic",
+        {"title": "T", "text": "", "lang": "en", "tags": [], "scope": "local"},
+        key=BOB,
+    )
+    comment = factory.comment(topic.id, "Yes.", key=BOB)
+    put(db, topic, proposal, comment, named)
+    lean = db.execute("SELECT id, fields FROM things ORDER BY id").fetchall()
+    shown = {m.id: forum.thing(db, m.id) for m in (topic, proposal, comment, named)}
+    # Back to what m010 wrote: the whole fields in every row.
+    for thing_id, thing in shown.items():
+        assert thing is not None
+        whole = json.dumps(thing["fields"], ensure_ascii=False, sort_keys=True)
+        db.execute("UPDATE things SET fields = ? WHERE id = ?", (whole, thing_id))
+    db.execute("CREATE INDEX things_author ON things (author, ts)")
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm011_lean_things'")
+    db.close()
+    db = open_database(path)
+    assert db.execute("SELECT id, fields FROM things ORDER BY id").fetchall() == lean
+    assert {m: forum.thing(db, m) for m in shown} == shown
+    assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'things_author'").fetchone() is None
+    assert json.loads(dict(lean)[named.id]) == {"scope": "local", "tags": [], "text": ""}
+    db.close()

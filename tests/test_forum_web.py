@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
+from protocol import signing
 from protocol.messages import Message
 from storage import forum
 from storage.database import open_database
@@ -18,6 +19,7 @@ from storage.messages import ingest
 from .conftest import NOW, Factory, seeded_key
 
 ALICE = seeded_key(10)
+ALICE_KEY = signing.public_key_bytes(ALICE)
 
 
 @pytest.fixture
@@ -140,3 +142,37 @@ def test_every_list_by_community_and_kind_walks_an_index(db: Database, factory: 
             assert "USING INDEX things_list" in found, (sql, found)
         if "ORDER BY ts DESC" in sql:
             assert "TEMP B-TREE" not in found, (sql, found)
+
+
+def test_a_members_things_are_found_through_their_messages(db: Database, factory: Factory) -> None:
+    """``things`` keeps no index by author (m011): a member's page walks
+    ``messages_author`` newest first and looks each thing up by id."""
+    put(db, factory.grant(ALICE))
+    t = topic(factory, "Buses", "local")
+    older = factory.make("comment", {"text": "Yes", "lang": "en"}, refs=(t.id,), key=ALICE)
+    newer = factory.make(
+        "comment", {"text": "No", "lang": "en"}, refs=(t.id,), key=ALICE, ts=older.ts + 1
+    )
+    edit = factory.make(  # an edit is a message by the author, not a thing of its own
+        "comment",
+        {"text": "Yes!", "lang": "en", "edit_of": older.id},
+        refs=(t.id,),
+        key=ALICE,
+        ts=older.ts + 2,
+    )
+    put(db, t, older, newer, edit)
+    traced: list[str] = []
+    db.conn.set_trace_callback(traced.append)
+    try:
+        activity = forum.member_activity(db, ALICE_KEY)
+    finally:
+        db.conn.set_trace_callback(None)
+    assert [(x["id"], x["text"]) for x in activity["things"]] == [
+        (newer.hex_id, "No"),
+        (older.hex_id, "Yes!"),
+        (t.hex_id, "t"),
+    ]
+    (sql,) = [s for s in traced if "CROSS JOIN things" in s]
+    found = plan(db, sql, ())
+    assert "USING INDEX messages_author" in found and "SCAN" not in found, found
+    assert "TEMP B-TREE" not in found, found
