@@ -21,25 +21,15 @@ class StorageError(Exception):
     """The database cannot be used (missing, not a Fora database, newer schema)."""
 
 
-#: Page cache of the connection that writes (KiB): a large community's random-id
-#: indexes (messages, things, bodies) and its ballots keep being written at random
-#: places; with 64 MiB the writer re-read many of their pages from the OS at full
-#: scale (docs/civic.md). SQLite fills the cache as pages are used, so a small
-#: database never takes this much.
-WRITER_CACHE_KIB = 256 * 1024
-#: Page cache of a read-only connection (KiB).
-READER_CACHE_KIB = 64 * 1024
-
-
-def _configure(conn: sqlite3.Connection, cache_kib: int) -> None:
+def _configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA foreign_keys = ON")
     # FULL: a commit is on disk before ingest reports it, so an acknowledged message
     # survives a crash or a power cut; batches amortize the fsync.
     conn.execute("PRAGMA synchronous = FULL")
-    # The id and reconciliation indexes of a large community stay in memory, so
-    # inserting at random ids does not re-read pages.
-    conn.execute(f"PRAGMA cache_size = -{cache_kib}")
+    # 64 MiB of page cache per connection: the id and reconciliation indexes of a large
+    # community stay in memory, so inserting at random ids does not re-read pages.
+    conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA temp_store = MEMORY")
 
 
@@ -60,7 +50,7 @@ def open_database(path: str | Path, *, readonly: bool = False, migrate: bool = T
     # isolation_level=None: autocommit; db.atomic() issues BEGIN/COMMIT itself.
     conn.isolation_level = None
     try:
-        _configure(conn, READER_CACHE_KIB if readonly else WRITER_CACHE_KIB)
+        _configure(conn)
         if not readonly:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":

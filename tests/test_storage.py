@@ -141,20 +141,6 @@ def test_verify_finds_tampering(db: Database, factory: Factory) -> None:
     assert "malformed" in verify_store(db).problems[0]
 
 
-def test_writer_keeps_a_larger_page_cache(tmp_path: Path) -> None:
-    from storage.database import READER_CACHE_KIB, WRITER_CACHE_KIB
-
-    writer = open_database(tmp_path / "fora.db")
-    reader = open_database(tmp_path / "fora.db", readonly=True)
-    try:
-        assert writer.execute("PRAGMA cache_size").fetchone()[0] == -WRITER_CACHE_KIB
-        assert reader.execute("PRAGMA cache_size").fetchone()[0] == -READER_CACHE_KIB
-        assert WRITER_CACHE_KIB > READER_CACHE_KIB
-    finally:
-        reader.close()
-        writer.close()
-
-
 def test_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "fora.db"
     path.write_bytes(b"this is not sqlite" * 100)
