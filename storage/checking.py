@@ -17,7 +17,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
-__all__ = ["InlineExecutor", "default_workers", "make_check_pool"]
+__all__ = [
+    "BACKGROUND_NICENESS",
+    "InlineExecutor",
+    "default_workers",
+    "lower_priority",
+    "make_check_pool",
+]
 
 
 class InlineExecutor(Executor):
@@ -40,14 +46,24 @@ def _ready(_: int) -> int:
     return os.getpid()
 
 
-#: How much lower than the node a checking worker runs (``nice``): the writer thread
-#: that stores what the workers checked, and the event loop that serves pages, come
-#: first; the workers take what CPU is left. On a busy machine this keeps the writer,
-#: the one stage of an ingest that cannot run in parallel, from waiting for a core.
-WORKER_NICENESS = 10
+#: How much lower than the node's the priority of its background work is (``nice``):
+#: the check workers and the checkpoint thread. The writer thread, the one stage of an
+#: ingest that cannot run in parallel, and the event loop that serves pages come first;
+#: the background takes what CPU is left.
+BACKGROUND_NICENESS = 10
 
 
-def _outlive_not(parent: int) -> None:
+def lower_priority() -> None:
+    """Lower the calling thread's priority by :data:`BACKGROUND_NICENESS` (Linux keeps
+    a priority per thread; threads it starts later inherit it). Where that is not
+    allowed or not supported, it runs at the node's priority."""
+    with contextlib.suppress(AttributeError, OSError):
+        me = threading.get_native_id()
+        now = os.getpriority(os.PRIO_PROCESS, me)
+        os.setpriority(os.PRIO_PROCESS, me, min(19, now + BACKGROUND_NICENESS))
+
+
+def _exit_with(parent: int) -> None:
     """End this worker when ``parent`` (the process that made the pool) ends.
 
     A worker's parent is the fork server, not the node; and each worker holds the
@@ -72,10 +88,8 @@ def _outlive_not(parent: int) -> None:
 
 
 def _start_worker(parent: int) -> None:
-    # Where lowering it is not allowed, the workers check at the node's priority.
-    with contextlib.suppress(OSError):
-        os.nice(WORKER_NICENESS)
-    threading.Thread(target=_outlive_not, args=(parent,), name="watch-node", daemon=True).start()
+    lower_priority()
+    threading.Thread(target=_exit_with, args=(parent,), name="watch-node", daemon=True).start()
 
 
 #: Imported once by the fork server, so each worker forked from it starts with the

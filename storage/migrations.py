@@ -30,6 +30,14 @@ def request_rebuild(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, '1')", (REBUILD_KEY,))
 
 
+def _execute_each(conn: sqlite3.Connection, script: str) -> None:
+    """Run the statements of ``script`` (separated by ``;``) one at a time, inside the
+    migration's transaction (``executescript`` would commit it first)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 @migrations()
 def m001_messages(db: Database) -> None:
     # Every message this node holds, as its exact bytes plus the columns that the
@@ -210,10 +218,7 @@ def m003_civic(db: Database) -> None:
             fields TEXT NOT NULL
         ) STRICT;
         """
-    # One statement at a time: executescript would commit the migration's transaction.
-    for statement in schema.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    _execute_each(conn, schema)
     request_rebuild(conn)
 
 
@@ -247,9 +252,7 @@ def m004_petitions_surveys(db: Database) -> None:
             blocked TEXT NOT NULL
         ) STRICT;
         """
-    for statement in schema.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    _execute_each(conn, schema)
     request_rebuild(conn)
 
 
@@ -274,9 +277,7 @@ def m005_panels(db: Database) -> None:
         ) STRICT;
         CREATE INDEX draws_panel ON draws (panel);
         """
-    for statement in schema.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    _execute_each(conn, schema)
     from .panels import Touched, refresh
 
     panels = {
@@ -312,9 +313,7 @@ def m007_accounts(db: Database) -> None:
         ) STRICT;
         CREATE INDEX accounts_status ON accounts (status, created);
         """
-    for statement in schema.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    _execute_each(conn, schema)
 
 
 @migrations()
@@ -367,9 +366,7 @@ def m009_lean_writes(db: Database) -> None:
         DROP TABLE ballots;
         ALTER TABLE ballots_clustered RENAME TO ballots
         """
-    for statement in schema.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    _execute_each(conn, schema)
 
 
 @migrations()
@@ -413,9 +410,7 @@ def m010_leaner_views(db: Database) -> None:
         CREATE INDEX things_list ON things (community, kind, status, ts)
             WHERE kind != 'comment'
         """
-    for statement in schema.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    _execute_each(conn, schema)
 
 
 @migrations()

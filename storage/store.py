@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlite_utils import Database
 
+from .checking import lower_priority
 from .database import open_database
 
 __all__ = ["BACKSTOP_PAGES", "Store"]
@@ -34,8 +34,6 @@ __all__ = ["BACKSTOP_PAGES", "Store"]
 #: The write-ahead log size (in pages) at which the writer checkpoints by itself
 #: (SQLite's default is 1,000): only reached when the checkpoint thread falls behind.
 BACKSTOP_PAGES = 10_000
-#: How much lower than the node's the checkpoint thread's priority is (``nice``).
-CHECKPOINT_NICENESS = 10
 
 log = logging.getLogger("fora.store")
 
@@ -86,10 +84,7 @@ class Store:
             self._checkpoint_queued = False
         if self._checkpoint_db is None:
             self._checkpoint_db = open_database(self.path, migrate=False)
-            # Copying can wait for a core; the writer should not (Linux: a thread's
-            # own priority).
-            with contextlib.suppress(AttributeError, OSError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CHECKPOINT_NICENESS)
+            lower_priority()  # copying can wait for a core; the writer should not
         # PASSIVE: copies what no reader still needs, never waits for the writer or a
         # reader; the writer starts the log over once all of it is copied.
         try:

@@ -285,18 +285,17 @@ def lean_fields(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     string, the title only when there is no ``name`` (the title would come from it), the
     text only for a kind whose text comes from one key. ``fields`` itself is returned
     when nothing is left out."""
-    out = fields
+    drop = []
     title = fields.get("title")
     if type(title) is str and title and "name" not in fields:
-        out = {k: v for k, v in out.items() if k != "title"}
+        drop.append("title")
     key = _text_key(kind)
-    text = fields.get(key) if key is not None else None
-    if type(text) is str and text:
-        out = {k: v for k, v in out.items() if k != key}
+    if key is not None and type(fields.get(key)) is str and fields[key]:
+        drop.append(key)
     lang = fields.get("lang")
     if type(lang) is str and lang:
-        out = {k: v for k, v in out.items() if k != "lang"}
-    return out
+        drop.append("lang")
+    return {k: v for k, v in fields.items() if k not in drop} if drop else fields
 
 
 def whole_fields(
