@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,23 @@ def codes(results: list) -> list[str]:
 def test_schema_is_wal_and_strict(db: Database) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert "STRICT" in db.table("messages").schema
+
+
+def test_bytes_and_none_bind_through_registered_adapters(db: Database) -> None:
+    # storage.database registers identity adapters so that sqlite3 does not look for
+    # __adapt__ on every bytes or None parameter (a formatted AttributeError each).
+    assert sqlite3.adapters[(bytes, sqlite3.PrepareProtocol)] is bytes.__bytes__
+    assert (type(None), sqlite3.PrepareProtocol) in sqlite3.adapters
+    db.execute("CREATE TABLE bound (a ANY, b ANY, c ANY) STRICT")
+    db.conn.executemany("INSERT INTO bound VALUES (?, ?, ?)", [(b"\x00id", None, b"")] * 3)
+    db.execute("INSERT INTO bound VALUES (?, ?, ?)", (b"one", None, "text"))
+    assert db.execute("SELECT typeof(a), typeof(b), typeof(c), a FROM bound").fetchall() == [
+        ("blob", "null", "blob", b"\x00id"),
+        ("blob", "null", "blob", b"\x00id"),
+        ("blob", "null", "blob", b"\x00id"),
+        ("blob", "null", "text", b"one"),
+    ]
+    assert db.execute("SELECT count(*) FROM bound WHERE a = ?", (b"one",)).fetchone() == (1,)
 
 
 def test_ingest_is_idempotent(db: Database, factory: Factory) -> None:
