@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
