@@ -29,7 +29,8 @@ def _bind_without_adapting() -> None:
     binds the same values: a blob, a NULL. Process-wide, like the registry itself.
     """
     sqlite3.register_adapter(bytes, bytes.__bytes__)
-    sqlite3.register_adapter(type(None), {}.get)
+    # {}.get(None) is None: a builtin that gives back None (a lambda costs a frame).
+    sqlite3.register_adapter(type(None), {}.get)  # type: ignore[arg-type]
 
 
 _bind_without_adapting()
