@@ -48,6 +48,9 @@ FETCH_BATCH = 2_000
 #: At most this many checked messages wait for the writer; those that wait are stored
 #: together (see ``_fetch``).
 STORE_MERGE = 4 * FETCH_BATCH
+#: Batches checked at once during a fetch: the next is sent to the check workers while
+#: the last one's slower part is still being checked.
+CHECKS_AHEAD = 2
 PUSH_BATCH = 1_000
 #: Batches smaller than this are checked on a thread rather than sent to processes.
 SMALL_BATCH = 64
@@ -425,29 +428,50 @@ async def _fetch(
     progress: SyncProgress,
     tick: Callable[..., None],
 ) -> None:
-    """Fetch in batches as a pipeline: while the writer stores, the next batches are
-    checked and the one after them is on its way. Batches checked while the writer is
-    busy are stored together, in one transaction, when it is free (up to
-    :data:`STORE_MERGE` messages): a page that several batches touch is then written
-    once, and the log is synced once. Until the reconciliation is done, only full
-    batches are fetched; returns early if it failed."""
+    """Fetch in batches as a pipeline of three stages that run at once: one batch on its
+    way, up to :data:`CHECKS_AHEAD` batches being checked (so the check workers never
+    wait for the next batch, nor for the slower half of the last one), and one
+    transaction being stored. Batches checked while the writer is busy are stored
+    together, in one transaction, when it is free (up to :data:`STORE_MERGE` messages
+    wait; beyond that no new check starts): a page that several batches touch is then
+    written once, and the log is synced once. Until the reconciliation is done, only
+    full batches are fetched; returns early if it failed."""
     fetching: asyncio.Task[list[bytes]] | None = None
     fetching_ids: list[bytes] = []
+    #: A fetched batch waiting for a check to start: (ids asked, raws).
+    fetched: tuple[list[bytes], list[bytes]] | None = None
+    #: Batches being checked: (ids asked, raws, the check).
+    checking: list[tuple[list[bytes], list[bytes], asyncio.Task[Any]]] = []
     storing: asyncio.Task[list[IngestResult]] | None = None
     #: (ids asked, bytes received) of each batch the writer is storing.
     storing_batches: list[tuple[list[bytes], int]] = []
     #: Checked batches waiting for the writer: (ids asked, raws, checked, when checked).
     ready: list[tuple[list[bytes], list[bytes], list[store_fns.Checked], int]] = []
+    new_ids: asyncio.Task[Any] | None = None
+
+    def waiting() -> int:
+        return sum(len(batch) for _, batch, _, _ in ready)
 
     def next_fetch() -> None:
         nonlocal fetching, fetching_ids
         queue = needs.ids
-        if fetching is None and (len(queue) >= FETCH_BATCH or (queue and needs.done)):
+        if (
+            fetching is None
+            and fetched is None
+            and (len(queue) >= FETCH_BATCH or (queue and needs.done))
+        ):
             fetching_ids = queue[:FETCH_BATCH]
             del queue[:FETCH_BATCH]
             fetching = asyncio.create_task(client.fetch(fetching_ids))
             if progress.phase != "fetching":
                 tick(phase="fetching")  # the later rounds go on meanwhile
+
+    def next_check() -> None:
+        nonlocal fetched
+        if fetched is not None and len(checking) < CHECKS_AHEAD and waiting() < STORE_MERGE:
+            asked, raws = fetched
+            fetched = None
+            checking.append((asked, raws, asyncio.create_task(ingestor.check(raws))))
 
     def store_ready() -> None:
         """Hand every checked batch waiting to the writer, as one transaction."""
@@ -459,13 +483,8 @@ async def _fetch(
         ready.clear()
         storing = asyncio.create_task(ingestor.store_checked(raws, checked, now, source=client.url))
 
-    async def settle() -> None:
-        """Wait for the batches being stored and account for them."""
-        nonlocal storing
-        if storing is None:
-            return
-        results = await storing
-        storing = None
+    def settle(results: list[IngestResult]) -> None:
+        """Account for the batches just stored."""
         got = {r.id for r in results if r.id is not None}
         size = sum(n for _, n in storing_batches)
         report.received += sum(1 for r in results if r.result is Result.OK)
@@ -486,32 +505,40 @@ async def _fetch(
 
     try:
         while not needs.failed:
+            needs.changed.clear()
             next_fetch()
-            if fetching is None:
-                if storing is not None:
-                    await settle()
-                elif ready:
-                    store_ready()
-                elif needs.done and not needs.ids:
-                    return
-                else:
-                    needs.changed.clear()
-                    await needs.changed.wait()
-                continue
-            raws = await fetching
-            asked, fetching = fetching_ids, None
-            next_fetch()
-            if not raws:
-                raise SyncError("fetch: the peer sent none of the messages asked for")
-            checked, now = await ingestor.check(raws)
-            ready.append((asked, raws, checked, now))
-            waiting = sum(len(batch) for _, batch, _, _ in ready)
-            if storing is not None and (storing.done() or waiting >= STORE_MERGE):
-                await settle()
-            if storing is None:
+            next_check()
+            if storing is None and ready:
                 store_ready()
+            busy: list[asyncio.Future[Any]] = [t for _, _, t in checking]
+            busy += [t for t in (fetching, storing) if t is not None]
+            if not busy and fetched is None and needs.done and not needs.ids:
+                return
+            if fetching is None and fetched is None and not needs.done:
+                # Wake up when the reconciliation names more ids (or ends).
+                new_ids = asyncio.ensure_future(needs.changed.wait())
+                busy.append(new_ids)
+            await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
+            if new_ids is not None:
+                new_ids.cancel()
+                new_ids = None
+            if fetching is not None and fetching.done():
+                raws = fetching.result()
+                fetching = None
+                if not raws:
+                    raise SyncError("fetch: the peer sent none of the messages asked for")
+                fetched = (fetching_ids, raws)
+            for entry in [c for c in checking if c[2].done()]:
+                checking.remove(entry)
+                asked, raws, task = entry
+                checked, now = task.result()
+                ready.append((asked, raws, checked, now))
+            if storing is not None and storing.done():
+                results = storing.result()
+                storing = None
+                settle(results)
     finally:
-        for task in (fetching, storing):
+        for task in (fetching, storing, new_ids, *(t for _, _, t in checking)):
             if task is not None:
                 task.cancel()
 
