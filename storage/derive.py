@@ -3,7 +3,8 @@
 ``store_checked`` (storage.messages) hands every message it stores, or fills in, to a
 :class:`Derivation`; :meth:`Derivation.finish` then, before the commit:
 
-1. keeps the decoded body of each known kind in ``bodies`` (votes in ``ballots``);
+1. keeps the decoded body of each known kind in ``bodies`` (votes in ``ballots``), but
+   for the first version of a thing (its ``things`` row shows it; m012);
 2. replays the roles of each community that got a ``grant`` or ``revoke``
    (storage.roles) and re-judges every message of each key whose roles changed;
 3. judges each new message (``message_auth``: authorized or why not);
@@ -18,7 +19,6 @@ The unknown-author quota (:data:`UNKNOWN_AUTHOR_QUOTA`) is decided here too.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
@@ -27,8 +27,16 @@ from protocol.messages import Message, decode_message
 
 from . import panels, views
 from .roles import ADMIN_ROLES, RoleCache, Verdict, authorize, replay_roles, write_verdicts
+from .views import _ENCODER, fields_json, jsonable_fields
 
-__all__ = ["UNKNOWN_AUTHOR_QUOTA", "Derivation", "Row", "fields_json", "rebuild"]
+__all__ = [
+    "UNKNOWN_AUTHOR_QUOTA",
+    "Derivation",
+    "Row",
+    "fields_json",
+    "jsonable_fields",
+    "rebuild",
+]
 
 #: Bodies kept per author that holds no valid role in any community held here (and is
 #: no community key). Beyond it, such an author's messages are kept as skeletons only.
@@ -36,39 +44,6 @@ UNKNOWN_AUTHOR_QUOTA = 200
 
 #: (id, kind, community, author, ts, refs)
 Row = tuple[bytes, str, bytes, bytes, int, tuple[bytes, ...]]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
-_FLAT = (str, int, bool, type(None))
-_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
-
-
-def jsonable_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """A body's fields with bin values as lowercase hex (a flat body is not walked)."""
-    out: dict[str, Any] = {}
-    for k, v in fields.items():
-        t = type(v)
-        if t is bytes:
-            out[k] = v.hex()
-        elif t in _FLAT:
-            out[k] = v
-        else:
-            out[k] = _jsonable(v)
-    return out
-
-
-def fields_json(fields: dict[str, Any]) -> str:
-    """A body as JSON text: bin values as lowercase hex."""
-    return _ENCODER.encode(jsonable_fields(fields))
 
 
 def split_refs(refs: bytes) -> tuple[bytes, ...]:
@@ -84,9 +59,9 @@ class Derivation:
         self._stored: list[Message] = []
         self._pending_known: set[bytes] = set()
         self._bodies_by_author: dict[bytes, int] = {}
-        #: id -> (JSON text, decoded fields, edit_of) of the bodies written in this
-        #: transaction
-        self._fresh_bodies: dict[bytes, tuple[str, dict[str, Any], bytes | None]] = {}
+        #: id -> (JSON text, decoded fields, edit_of) of the bodies decoded in this
+        #: transaction (no JSON text for those with no ``bodies`` row)
+        self._fresh_bodies: dict[bytes, tuple[str | None, dict[str, Any], bytes | None]] = {}
         #: ids whose body store_checked dropped (an erase by the same author)
         self._dropped: set[bytes] = set()
         self._panels = panels.Touched()
@@ -183,7 +158,9 @@ class Derivation:
                         (m.id, m.refs[0], m.author, m.community, m.ts, m.fields.get("choice"))
                     )
                 elif m.kind in views.BODY_KINDS:
-                    bodies.append(self._body_row(m))
+                    row = self._body_row(m)
+                    if row is not None:
+                        bodies.append(row)
             rows[m.id] = (m.id, m.kind, m.community, m.author, m.ts, m.refs)
             if m.kind in ("grant", "revoke"):
                 role_communities.add(m.community)
@@ -219,16 +196,20 @@ class Derivation:
         panels.refresh(conn, self._panels)
         self.roles.publish()
 
-    def _body_row(self, m: Message) -> tuple[Any, ...]:
+    def _body_row(self, m: Message) -> tuple[Any, ...] | None:
+        """The ``bodies`` row of ``m``, or None when it needs none: the first version of
+        a thing (a topic, a comment ...) keeps its body in ``messages.raw`` only, and the
+        fields it shows in its ``things`` row (see :func:`views.stored_fields`)."""
         assert m.fields is not None
         decoded = jsonable_fields(m.fields)
-        text = _ENCODER.encode(decoded)
         edit_of = m.fields.get("edit_of")
-        self._fresh_bodies[m.id] = (
-            text,
-            decoded,
-            edit_of if isinstance(edit_of, bytes) else None,
-        )
+        if not isinstance(edit_of, bytes):
+            edit_of = None
+        if edit_of is None and m.kind in views.CONTENT_KINDS:
+            self._fresh_bodies[m.id] = (None, decoded, None)
+            return None
+        text = _ENCODER.encode(decoded)
+        self._fresh_bodies[m.id] = (text, decoded, edit_of)
         return (
             m.id,
             m.kind,
@@ -236,7 +217,7 @@ class Derivation:
             m.author,
             m.ts,
             m.refs[0] if m.refs else None,
-            edit_of if isinstance(edit_of, bytes) else None,
+            edit_of,
             text,
         )
 

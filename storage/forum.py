@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from . import views
 from .database import select_in
 from .views import ballots_hash, whole_fields
 
@@ -835,6 +836,10 @@ def show(db: Database, message_id: bytes) -> dict[str, Any] | None:
     body = db.execute("SELECT fields FROM bodies WHERE id = ?", (message_id,)).fetchone()
     if body is not None:
         out["fields"] = json.loads(body[0])
+    elif has_body and kind in views.CONTENT_KINDS:
+        # the first version of a thing: no bodies row, its bytes hold the fields
+        raw = db.execute("SELECT raw FROM messages WHERE id = ?", (message_id,)).fetchone()[0]
+        out["fields"] = views.stored_fields(raw)
     thing = _get_thing(db, message_id)
     if thing is not None:
         out["status"] = thing["status"]

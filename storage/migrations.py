@@ -452,3 +452,31 @@ def m011_lean_things(db: Database) -> None:
     # are its first version's message's): ``things_author`` was one more b-tree written
     # at a random place for every new thing, most of them comments.
     conn.execute("DROP INDEX things_author")
+
+
+@migrations()
+def m012_bodies_of_edits_and_events(db: Database) -> None:
+    # The first version of a thing (a topic, a proposal, a comment ...) no longer has a
+    # ``bodies`` row (docs/civic.md, "What a message costs the writer"): its ``things``
+    # row shows its fields and ``messages.raw`` holds them (``views.stored_fields``
+    # decodes them when a thing is derived again). The row was one more copy of the
+    # text and one more b-tree written at a random place for every comment. Edits keep
+    # theirs (found by ``edit_of``), and so do the kinds with no thing (grants, tallies,
+    # panels ...). The kinds are spelled out as they were when m012 shipped.
+    content_kinds = (
+        "comment",
+        "infokit",
+        "meeting",
+        "minutes",
+        "petition",
+        "proposal",
+        "report",
+        "story",
+        "survey",
+        "topic",
+    )
+    marks = ", ".join("?" * len(content_kinds))
+    db.conn.execute(
+        f"DELETE FROM bodies WHERE edit_of IS NULL AND kind IN ({marks})",  # noqa: S608
+        content_kinds,
+    )

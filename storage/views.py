@@ -26,6 +26,8 @@ from collections.abc import Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from protocol import kinds
 from protocol.messages import Message
 
@@ -36,13 +38,18 @@ __all__ = [
     "CONTENT_KINDS",
     "Dirty",
     "ballots_hash",
+    "fields_json",
     "forget_body",
+    "jsonable_fields",
     "lean_fields",
     "refresh",
+    "stored_fields",
     "whole_fields",
 ]
 
-#: Kinds whose decoded body is kept in ``bodies`` (votes go to ``ballots``).
+#: Kinds whose decoded body is kept in ``bodies`` (votes go to ``ballots``), except the
+#: first version of a thing (a kind of :data:`CONTENT_KINDS`): its ``things`` row shows
+#: it, and :func:`stored_fields` decodes it from ``messages.raw`` when needed (m012).
 BODY_KINDS = frozenset(kinds.KNOWN_KINDS - {"vote"})
 #: Kinds shown as things (with a page, comments, search).
 CONTENT_KINDS = frozenset(kinds.EDITABLE_KINDS | {"report"})
@@ -61,6 +68,47 @@ _TEXT = {
     "meeting": ("agenda",),
     "report": ("reason",),
 }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+_FLAT = (str, int, bool, type(None))
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
+def jsonable_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A body's fields with bin values as lowercase hex (a flat body is not walked)."""
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        t = type(v)
+        if t is bytes:
+            out[k] = v.hex()
+        elif t in _FLAT:
+            out[k] = v
+        else:
+            out[k] = _jsonable(v)
+    return out
+
+
+def fields_json(fields: dict[str, Any]) -> str:
+    """A body as JSON text: bin values as lowercase hex."""
+    return _ENCODER.encode(jsonable_fields(fields))
+
+
+def stored_fields(raw: bytes) -> dict[str, Any] | None:
+    """The fields of a stored message's body, as :func:`jsonable_fields` gives them
+    (None for a skeleton). For the first version of a thing, which has no ``bodies``
+    row (m012): its bytes were checked on ingest, so they are decoded unchecked."""
+    body = msgpack.unpackb(raw)[2]
+    return None if body is None else jsonable_fields(msgpack.unpackb(body))
 
 
 #: (id, kind, community, author, ts, refs) of a message
@@ -89,11 +137,12 @@ class Dirty:
     #: vote id -> (vote_id, proposal, voter, community, ts, choice) of the ballots
     #: stored in this transaction, not written to ``ballots`` yet
     new_ballots: dict[bytes, tuple[Any, ...]] = field(default_factory=dict)
-    #: the messages stored in this transaction (as stored: maybe skeletons), and the
-    #: bodies written for them: id -> (JSON text, decoded fields, edit_of); what the
-    #: views need of them is read from here rather than from the tables
+    #: the messages stored in this transaction (as stored: maybe skeletons), and their
+    #: bodies: id -> (JSON text as written to ``bodies``, or None when no row is
+    #: written; decoded fields; edit_of); what the views need of them is read from here
+    #: rather than from the tables
     fresh: dict[bytes, Message] = field(default_factory=dict)
-    fresh_bodies: dict[bytes, tuple[str, dict[str, Any], bytes | None]] = field(
+    fresh_bodies: dict[bytes, tuple[str | None, dict[str, Any], bytes | None]] = field(
         default_factory=dict
     )
     #: id -> the verdict given in this transaction (every message stored but grants and
@@ -371,8 +420,9 @@ def _held(
     conn: sqlite3.Connection, chunk: Sequence[bytes], dirty: Dirty
 ) -> dict[bytes, tuple[Any, ...]]:
     """id -> (kind, community, author, ts, refs, has_body, authorized, reason, edit_of,
-    fields) of the messages of ``chunk`` held: those stored in this transaction from
-    memory, the others from the tables."""
+    fields as JSON text or None, fields decoded or None) of the messages of ``chunk``
+    held: those stored in this transaction from memory, the others from the tables
+    (the first version of a thing from its bytes: it has no ``bodies`` row)."""
     held: dict[bytes, tuple[Any, ...]] = {}
     others: list[bytes] = []
     for thing in chunk:
@@ -394,15 +444,24 @@ def _held(
             v.reason,
             None if body is None else body[2],
             None if body is None else body[0],
+            None if body is None else body[1],
         )
     for part in _chunks(others):
         for row in conn.execute(
             "SELECT m.id, m.kind, m.community, m.author, m.ts, m.refs, m.has_body,"  # noqa: S608
-            " m.authorized, m.auth_reason, b.edit_of, b.fields FROM messages m"
+            " m.authorized, m.auth_reason, b.edit_of, b.fields,"
+            " CASE WHEN b.id IS NULL AND m.has_body = 1 THEN m.raw END FROM messages m"
             f" LEFT JOIN bodies b ON b.id = m.id WHERE m.id IN ({_marks(part)})",
             part,
         ):
-            held[row[0]] = row[1:]
+            text, raw = row[10], row[11]
+            if text is not None:
+                fields = _decode(dirty, row[0], text)
+            elif raw is not None and row[1] in CONTENT_KINDS:
+                fields = stored_fields(raw)
+            else:
+                fields = None
+            held[row[0]] = (*row[1:11], fields)
     return held
 
 
@@ -461,9 +520,8 @@ def _things_chunk(conn: sqlite3.Connection, chunk: Sequence[bytes], dirty: Dirty
                 if before[2] and before[1] is not None:
                     deltas[before[1]] = deltas.get(before[1], 0) - 1
             continue
-        kind, community, author, ts, refs, has_body, authorized, reason, _, body = row
+        kind, community, author, ts, refs, has_body, authorized, reason, _, body, fields = row
         parent = refs[:32] if refs else None
-        fields = _decode(dirty, thing, body)
         mine = sorted(
             (v for v in versions.get(thing, ()) if v[3] == author and v[4] == kind),
             key=lambda v: (v[1], v[0]),

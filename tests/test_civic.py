@@ -13,7 +13,7 @@ from protocol import signing
 from protocol.messages import Message
 from storage import forum
 from storage.database import open_database
-from storage.derive import UNKNOWN_AUTHOR_QUOTA, jsonable_fields
+from storage.derive import UNKNOWN_AUTHOR_QUOTA, fields_json, jsonable_fields
 from storage.messages import QUOTA_DETAIL, get_raw, ingest, unerased_skeletons
 
 from .conftest import NOW, Factory, seeded_key
@@ -514,6 +514,91 @@ def test_things_rows_keep_no_copy_of_the_columns_and_show_whole_fields(
     assert set(json.loads(kept[topic.id])) == {"scope", "tags"}
     assert set(json.loads(kept[proposal.id])) == {"problem", "solution", "closes"}
     assert set(json.loads(kept[survey.id])) == {"questions", "opens", "closes"}
+    db.close()
+
+
+def test_first_versions_keep_their_body_in_their_bytes_only(
+    tmp_path: Path, factory: Factory
+) -> None:
+    """m012: a thing's first version has no ``bodies`` row (its things row shows it);
+    a thing derived again in a later transaction gets its fields from its bytes."""
+    db = open_database(tmp_path / "fora.db")
+    put(db, factory.grant(ALICE), factory.grant(MOD, "moderator"))
+    bob = factory.grant(BOB)  # made first (its ts is earlier), stored last
+    topic = factory.topic("Parks", key=ALICE)
+    early = factory.comment(topic.id, "Benches, please", key=BOB)
+    hidden = factory.comment(topic.id, "Shouting", key=ALICE)
+    edit = factory.make(
+        "comment",
+        {"text": "Shouting less", "lang": "en", "edit_of": hidden.id},
+        refs=(topic.id,),
+        key=ALICE,
+    )
+    put(db, topic, early, hidden)
+    put(db, edit)
+    bodies = dict(db.execute("SELECT id, kind FROM bodies").fetchall())
+    assert topic.id not in bodies and early.id not in bodies and hidden.id not in bodies
+    assert bodies[edit.id] == "comment"  # an edit keeps its row: found by edit_of
+    assert status(db, early) == "unauthorized"
+    # Later transactions derive the things again from the tables.
+    put(db, bob)
+    put(db, factory.hide(hidden.id, key=MOD))
+    shown = forum.thing(db, early.id)
+    assert shown is not None
+    assert (shown["status"], shown["text"], shown["fields"]) == (
+        "visible",
+        "Benches, please",
+        _whole(early),
+    )
+    again = forum.thing(db, hidden.id)
+    assert again is not None
+    assert (again["status"], again["text"], again["versions"]) == ("hidden", "Shouting less", 2)
+    assert [r["id"] for r in forum.search(db, "benches")] == [early.id.hex()]
+    # `fora show` gives the fields of a first version from its bytes, of an edit from
+    # its row, and none once erased.
+    assert forum.show(db, early.id)["fields"] == _whole(early)  # type: ignore[index]
+    assert forum.show(db, edit.id)["fields"]["text"] == "Shouting less"  # type: ignore[index]
+    put(db, factory.erase(early.id, key=BOB))
+    gone = forum.show(db, early.id)
+    assert gone is not None and "fields" not in gone and gone["skeleton"]
+    db.close()
+
+
+def test_m012_drops_the_bodies_of_first_versions_only(tmp_path: Path, factory: Factory) -> None:
+    path = tmp_path / "fora.db"
+    db = open_database(path)
+    put(db, factory.grant(ALICE), factory.grant(BOB))
+    topic = factory.topic("Parks", key=ALICE)
+    comment = factory.comment(topic.id, "Yes.", key=BOB)
+    edit = factory.make(
+        "comment", {"text": "Yes!", "lang": "en", "edit_of": comment.id}, refs=(topic.id,), key=BOB
+    )
+    put(db, topic, comment, edit)
+    before = db.execute("SELECT * FROM bodies ORDER BY id").fetchall()
+    things = db.execute("SELECT * FROM things ORDER BY id").fetchall()
+    # Back to what m011 wrote: a bodies row for every body of a known kind.
+    for message in (topic, comment):
+        assert message.fields is not None
+        db.execute(
+            "INSERT INTO bodies (id, kind, community, author, ts, ref0, edit_of, fields)"
+            " VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+            (
+                message.id,
+                message.kind,
+                message.community,
+                message.author,
+                message.ts,
+                message.refs[0] if message.refs else None,
+                fields_json(message.fields),
+            ),
+        )
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm012_bodies_of_edits_and_events'")
+    db.close()
+    db = open_database(path)
+    assert db.execute("SELECT * FROM bodies ORDER BY id").fetchall() == before
+    assert db.execute("SELECT * FROM things ORDER BY id").fetchall() == things
+    kinds = {row[0] for row in before}
+    assert edit.id in kinds and comment.id not in kinds
     db.close()
 
 

@@ -16,7 +16,7 @@ from sqlite_utils import Database
 from node.appkeys import COMMUNITY_ID, STORE
 from node.clock import now_ms
 from storage import accounts as acc
-from storage import forum
+from storage import forum, views
 
 from . import keys
 from .accounts import ACCOUNTS, Viewer, publish_as, require_viewer
@@ -64,12 +64,21 @@ async def me(request: web.Request) -> web.Response:
 
 def _my_messages(db: Database, author: bytes) -> list[dict[str, Any]]:
     rows = db.execute(
-        "SELECT m.id, m.kind, m.community, m.ts, m.refs, m.has_body, b.fields FROM messages m"
+        "SELECT m.id, m.kind, m.community, m.ts, m.refs, m.has_body, b.fields,"
+        " CASE WHEN b.id IS NULL AND m.has_body = 1 THEN m.raw END FROM messages m"
         " LEFT JOIN bodies b ON b.id = m.id WHERE m.author = ? ORDER BY m.ts, m.id",
         (author,),
     ).fetchall()
     out = []
-    for mid, kind, community, ts, refs, has_body, fields in rows:
+    for mid, kind, community, ts, refs, has_body, text, raw in rows:
+        # the first version of a thing has no bodies row: its bytes hold the fields
+        fields = (
+            json.loads(text)
+            if text
+            else views.stored_fields(raw)
+            if raw is not None and kind in views.CONTENT_KINDS
+            else None
+        )
         out.append(
             {
                 "id": mid.hex(),
@@ -78,7 +87,7 @@ def _my_messages(db: Database, author: bytes) -> list[dict[str, Any]]:
                 "ts": ts,
                 "refs": [refs[i : i + 32].hex() for i in range(0, len(refs), 32)],
                 "erased": not has_body,
-                "fields": json.loads(fields) if fields else None,
+                "fields": fields,
             }
         )
     return out
