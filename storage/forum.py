@@ -781,7 +781,9 @@ def report_queue(db: Database, community: bytes, *, limit: int = 100) -> list[di
     ]
 
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+#: A word of a search: letters and digits (not "_", which the index's tokenizer splits
+#: on). Each is one token, as the index keeps no positions (m013: no phrases).
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 def search(

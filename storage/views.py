@@ -479,13 +479,18 @@ def _things_chunk(conn: sqlite3.Connection, chunk: Sequence[bytes], dirty: Dirty
     marks = _marks(chunk)
     held = _held(conn, chunk, dirty)
     #: id -> (rowid, parent, counted: a visible comment, counted in its parent's count)
-    old = {
-        row[0]: (row[1], row[2], row[3] == "comment" and row[4] == "visible")
-        for row in conn.execute(
-            f"SELECT id, rowid, parent, kind, status FROM things WHERE id IN ({marks})",  # noqa: S608
-            chunk,
-        )
-    }
+    old: dict[bytes, tuple[int, bytes | None, bool]] = {}
+    #: id -> (rowid, title, text) of those with a search entry (the visible ones): the
+    #: full-text index keeps no copy of what it indexed, so it is removed with these
+    indexed: dict[bytes, tuple[int, str, str]] = {}
+    for thing, rowid, parent, kind, status, title, text in conn.execute(
+        "SELECT id, rowid, parent, kind, status, title, text FROM things"  # noqa: S608
+        f" WHERE id IN ({marks})",
+        chunk,
+    ):
+        old[thing] = (rowid, parent, kind == "comment" and status == "visible")
+        if status == "visible":
+            indexed[thing] = (rowid, title, text)
     deltas = dirty.comment_deltas
     versions: dict[bytes, list[tuple[bytes, int, str, bytes, str]]] = {}
     for edit_of, version_id, ts, text, author, kind in conn.execute(
@@ -595,7 +600,7 @@ def _things_chunk(conn: sqlite3.Connection, chunk: Sequence[bytes], dirty: Dirty
         elif kind == "survey":
             dirty.surveys.add(thing)
     if drops:
-        conn.executemany("DELETE FROM search WHERE rowid = ?", [(r,) for _, r in drops])
+        _unindex(conn, [indexed[t] for t, _ in drops if t in indexed])
         conn.executemany("DELETE FROM topic_tags WHERE topic = ?", [(t,) for t, _ in drops])
         conn.executemany("DELETE FROM things WHERE id = ?", [(t,) for t, _ in drops])
     if not upserts:
@@ -611,18 +616,34 @@ def _things_chunk(conn: sqlite3.Connection, chunk: Sequence[bytes], dirty: Dirty
             rowids[u[0]] = i
         conn.executemany(_INSERT_THING, [(rowids[u[0]], *u) for u in inserts])
     again = [t for t in shown_rows if t in old]
-    conn.executemany("DELETE FROM search WHERE rowid = ?", [(rowids[t],) for t in again])
+    # A search entry that stays as it was is left alone.
+    unchanged = {
+        t
+        for t in again
+        if t in indexed and shown_rows[t][1] == "visible" and indexed[t][1:] == shown_rows[t][2:4]
+    }
+    _unindex(conn, [indexed[t] for t in again if t in indexed and t not in unchanged])
     conn.executemany("DELETE FROM topic_tags WHERE topic = ?", [(t,) for t in again])
     search: list[tuple[int, str, str]] = []
     tags: list[tuple[str, bytes]] = []
     for thing, (kind, status, title, text, shown) in shown_rows.items():
         if status != "visible":
             continue
-        search.append((rowids[thing], title, text))
+        if thing not in unchanged:
+            search.append((rowids[thing], title, text))
         if kind == "topic" and shown:
             tags.extend((str(tag).casefold(), thing) for tag in shown.get("tags", []))
     conn.executemany("INSERT INTO search (rowid, title, text) VALUES (?, ?, ?)", search)
     conn.executemany("INSERT OR IGNORE INTO topic_tags (tag, topic) VALUES (?, ?)", tags)
+
+
+def _unindex(conn: sqlite3.Connection, entries: Sequence[tuple[int, str, str]]) -> None:
+    """Remove search entries: (rowid, title, text) as they were indexed. The index keeps
+    no copy of the text (m013: contentless), so it is told what to take out; only
+    entries that are in it may be removed (a visible thing's row holds what was)."""
+    conn.executemany(
+        "INSERT INTO search (search, rowid, title, text) VALUES ('delete', ?, ?, ?)", entries
+    )
 
 
 def _comment_counts(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -429,6 +430,51 @@ def test_search_honours_erasure_and_diacritics(db: Database, factory: Factory) -
     put(db, factory.erase(topic.id, key=ALICE))
     assert forum.search(db, "citta") == []
     assert status(db, topic) == "erased"
+
+
+def _search_tokens(db: Database) -> list[tuple[bytes, str]]:
+    db.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_tokens"
+        " USING fts5vocab('main', 'search', 'instance')"
+    )
+    return db.execute(
+        "SELECT DISTINCT t.id, v.term FROM temp.search_tokens v"
+        " JOIN things t ON t.rowid = v.doc ORDER BY t.id, v.term"
+    ).fetchall()
+
+
+def test_search_index_follows_edits_hides_and_words(db: Database, factory: Factory) -> None:
+    """m013: the index keeps no text; an entry is taken out with what it was indexed
+    with, so after edits, hides and unhides it holds exactly the visible words."""
+    put(db, factory.grant(ALICE), factory.grant(MOD, "moderator"))
+    topic = factory.topic("Parks", key=ALICE)
+    comment = factory.comment(topic.id, "green_bench needed", key=ALICE)
+    put(db, topic, comment)
+    assert [t["id"] for t in forum.search(db, "green_bench")] == [comment.hex_id]
+    assert [t["id"] for t in forum.search(db, "bench need")] == [comment.hex_id]
+    edit = factory.make(
+        "comment",
+        {"text": "fountain needed", "lang": "en", "edit_of": comment.id},
+        refs=(topic.id,),
+        key=ALICE,
+    )
+    put(db, edit)
+    assert forum.search(db, "bench") == []
+    assert [t["id"] for t in forum.search(db, "fountain")] == [comment.hex_id]
+    hide = factory.hide(comment.id, key=MOD)
+    put(db, hide)
+    assert forum.search(db, "fountain") == []
+    put(db, factory.unhide(comment.id, key=MOD))
+    assert [t["id"] for t in forum.search(db, "fountain")] == [comment.hex_id]
+    expected = [(comment.id, "fountain"), (comment.id, "needed")]
+    expected += [(topic.id, word) for word in _words(topic)]
+    assert sorted(_search_tokens(db)) == sorted(expected)
+
+
+def _words(message: Message) -> list[str]:
+    assert message.fields is not None
+    text = f"{message.fields.get('title', '')} {message.fields.get('text', '')}"
+    return sorted({w.casefold() for w in re.findall(r"[^\W_]+", text)})
 
 
 def test_profiles_newest_wins(db: Database, factory: Factory) -> None:

@@ -189,8 +189,15 @@ def snapshot(db: Database) -> dict[str, Any]:
     for table, key in _VIEW_TABLES.items():
         out[table] = db.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()
     out["raw"] = db.execute("SELECT id, raw FROM messages ORDER BY id").fetchall()
+    # The full-text index keeps no text (m013): what it holds is read as (thing, token)
+    # pairs, so an entry removed with other words than it was indexed with shows.
+    db.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_tokens"
+        " USING fts5vocab('main', 'search', 'instance')"
+    )
     out["search"] = db.execute(
-        "SELECT t.id FROM search s JOIN things t ON t.rowid = s.rowid ORDER BY t.id"
+        "SELECT DISTINCT t.id, v.term FROM temp.search_tokens v"
+        " JOIN things t ON t.rowid = v.doc ORDER BY t.id, v.term"
     ).fetchall()
     return out
 
