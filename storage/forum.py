@@ -782,7 +782,7 @@ def report_queue(db: Database, community: bytes, *, limit: int = 100) -> list[di
 
 
 #: A word of a search: letters and digits (not "_", which the index's tokenizer splits
-#: on). Each is one token, as the index keeps no positions (m013: no phrases).
+#: on), so that each quoted word is one token.
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
