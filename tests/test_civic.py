@@ -643,8 +643,8 @@ def test_m012_drops_the_bodies_of_first_versions_only(tmp_path: Path, factory: F
     db = open_database(path)
     assert db.execute("SELECT * FROM bodies ORDER BY id").fetchall() == before
     assert db.execute("SELECT * FROM things ORDER BY id").fetchall() == things
-    kinds = {row[0] for row in before}
-    assert edit.id in kinds and comment.id not in kinds
+    kept = {row[0] for row in before}
+    assert edit.id in kept and comment.id not in kept
     db.close()
 
 
