@@ -27,7 +27,7 @@ from protocol.messages import Message, decode_message
 
 from . import panels, views
 from .roles import ADMIN_ROLES, RoleCache, Verdict, authorize, replay_roles, write_verdicts
-from .views import _ENCODER, fields_json, jsonable_fields
+from .views import fields_json, fields_text, jsonable_fields
 
 __all__ = [
     "UNKNOWN_AUTHOR_QUOTA",
@@ -208,7 +208,7 @@ class Derivation:
         if edit_of is None and m.kind in views.CONTENT_KINDS:
             self._fresh_bodies[m.id] = (None, decoded, None)
             return None
-        text = _ENCODER.encode(decoded)
+        text = fields_text(decoded)
         self._fresh_bodies[m.id] = (text, decoded, edit_of)
         return (
             m.id,

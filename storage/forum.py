@@ -835,13 +835,14 @@ def show(db: Database, message_id: bytes) -> dict[str, Any] | None:
     }
     if not authorized:
         out["not_counted"] = reason
-    body = db.execute("SELECT fields FROM bodies WHERE id = ?", (message_id,)).fetchone()
-    if body is not None:
-        out["fields"] = json.loads(body[0])
-    elif has_body and kind in views.CONTENT_KINDS:
-        # the first version of a thing: no bodies row, its bytes hold the fields
-        raw = db.execute("SELECT raw FROM messages WHERE id = ?", (message_id,)).fetchone()[0]
-        out["fields"] = views.stored_fields(raw)
+    text, raw = db.execute(
+        f"SELECT {views.BODY_COLUMNS} FROM messages m"  # noqa: S608
+        " LEFT JOIN bodies b ON b.id = m.id WHERE m.id = ?",
+        (message_id,),
+    ).fetchone()
+    fields = views.body_fields(kind, text, raw)
+    if fields is not None:
+        out["fields"] = fields
     thing = _get_thing(db, message_id)
     if thing is not None:
         out["status"] = thing["status"]

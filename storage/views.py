@@ -34,11 +34,14 @@ from protocol.messages import Message
 from .roles import MODERATOR_ROLES, RoleCache, Verdict
 
 __all__ = [
+    "BODY_COLUMNS",
     "BODY_KINDS",
     "CONTENT_KINDS",
     "Dirty",
     "ballots_hash",
+    "body_fields",
     "fields_json",
+    "fields_text",
     "forget_body",
     "jsonable_fields",
     "lean_fields",
@@ -98,9 +101,14 @@ def jsonable_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def fields_text(decoded: dict[str, Any]) -> str:
+    """JSON text of fields that :func:`jsonable_fields` gave (as ``bodies`` holds it)."""
+    return _ENCODER.encode(decoded)
+
+
 def fields_json(fields: dict[str, Any]) -> str:
     """A body as JSON text: bin values as lowercase hex."""
-    return _ENCODER.encode(jsonable_fields(fields))
+    return fields_text(jsonable_fields(fields))
 
 
 def stored_fields(raw: bytes) -> dict[str, Any] | None:
@@ -109,6 +117,23 @@ def stored_fields(raw: bytes) -> dict[str, Any] | None:
     row (m012): its bytes were checked on ingest, so they are decoded unchecked."""
     body = msgpack.unpackb(raw)[2]
     return None if body is None else jsonable_fields(msgpack.unpackb(body))
+
+
+#: The columns :func:`body_fields` reads, for a query over ``messages m LEFT JOIN
+#: bodies b ON b.id = m.id``: the body's JSON text, and the message's bytes only when
+#: it has a body but no ``bodies`` row.
+BODY_COLUMNS = "b.fields, CASE WHEN b.id IS NULL AND m.has_body = 1 THEN m.raw END"
+
+
+def body_fields(kind: str, text: str | None, raw: bytes | None) -> dict[str, Any] | None:
+    """A message's decoded fields from the :data:`BODY_COLUMNS` of its row: its
+    ``bodies`` row, or for the first version of a thing its bytes (m012); None for a
+    skeleton, a vote or a kind not known."""
+    if text is not None:
+        return _fields(text)
+    if raw is not None and kind in CONTENT_KINDS:
+        return stored_fields(raw)
+    return None
 
 
 #: (id, kind, community, author, ts, refs) of a message
@@ -449,19 +474,11 @@ def _held(
     for part in _chunks(others):
         for row in conn.execute(
             "SELECT m.id, m.kind, m.community, m.author, m.ts, m.refs, m.has_body,"  # noqa: S608
-            " m.authorized, m.auth_reason, b.edit_of, b.fields,"
-            " CASE WHEN b.id IS NULL AND m.has_body = 1 THEN m.raw END FROM messages m"
+            f" m.authorized, m.auth_reason, b.edit_of, {BODY_COLUMNS} FROM messages m"
             f" LEFT JOIN bodies b ON b.id = m.id WHERE m.id IN ({_marks(part)})",
             part,
         ):
-            text, raw = row[10], row[11]
-            if text is not None:
-                fields = _decode(dirty, row[0], text)
-            elif raw is not None and row[1] in CONTENT_KINDS:
-                fields = stored_fields(raw)
-            else:
-                fields = None
-            held[row[0]] = (*row[1:11], fields)
+            held[row[0]] = (*row[1:11], body_fields(row[1], row[10], row[11]))
     return held
 
 
@@ -563,7 +580,7 @@ def _things_chunk(conn: sqlite3.Connection, chunk: Sequence[bytes], dirty: Dirty
             if lean is shown and shown_text is not None:
                 kept = shown_text
             elif lean:
-                kept = json.dumps(lean, ensure_ascii=False, sort_keys=True)
+                kept = fields_text(lean)
         upserts.append(
             (
                 thing,

@@ -64,21 +64,13 @@ async def me(request: web.Request) -> web.Response:
 
 def _my_messages(db: Database, author: bytes) -> list[dict[str, Any]]:
     rows = db.execute(
-        "SELECT m.id, m.kind, m.community, m.ts, m.refs, m.has_body, b.fields,"
-        " CASE WHEN b.id IS NULL AND m.has_body = 1 THEN m.raw END FROM messages m"
-        " LEFT JOIN bodies b ON b.id = m.id WHERE m.author = ? ORDER BY m.ts, m.id",
+        f"SELECT m.id, m.kind, m.community, m.ts, m.refs, m.has_body, {views.BODY_COLUMNS}"  # noqa: S608
+        " FROM messages m LEFT JOIN bodies b ON b.id = m.id WHERE m.author = ?"
+        " ORDER BY m.ts, m.id",
         (author,),
     ).fetchall()
     out = []
     for mid, kind, community, ts, refs, has_body, text, raw in rows:
-        # the first version of a thing has no bodies row: its bytes hold the fields
-        fields = (
-            json.loads(text)
-            if text
-            else views.stored_fields(raw)
-            if raw is not None and kind in views.CONTENT_KINDS
-            else None
-        )
         out.append(
             {
                 "id": mid.hex(),
@@ -87,7 +79,7 @@ def _my_messages(db: Database, author: bytes) -> list[dict[str, Any]]:
                 "ts": ts,
                 "refs": [refs[i : i + 32].hex() for i in range(0, len(refs), 32)],
                 "erased": not has_body,
-                "fields": fields,
+                "fields": views.body_fields(kind, text, raw),
             }
         )
     return out
