@@ -65,6 +65,46 @@ def test_bytes_and_none_bind_through_registered_adapters(db: Database) -> None:
     assert db.execute("SELECT count(*) FROM bound WHERE a = ?", (b"one",)).fetchone() == (1,)
 
 
+def _read_calls() -> int:
+    for line in Path("/proc/thread-self/io").read_text().splitlines():
+        if line.startswith("syscr:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscr in /proc/thread-self/io")
+
+
+@pytest.mark.skipif(not Path("/proc/thread-self/io").exists(), reason="Linux /proc only")
+@pytest.mark.parametrize("readonly", [False, True])
+def test_pages_are_read_through_the_memory_map(tmp_path: Path, readonly: bool) -> None:
+    # Every connection maps the file: reading 2,000+ pages that are in no cache of
+    # this connection takes page faults, not a read() call per page.
+    path = tmp_path / "fora.db"
+    writer = open_database(path)
+    writer.execute("CREATE TABLE big (n INTEGER PRIMARY KEY, pad BLOB NOT NULL)")
+    writer.conn.executemany(
+        "INSERT INTO big (pad) VALUES (?)", [(os.urandom(1000),) for _ in range(8_000)]
+    )
+    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the pages in the file, not the WAL
+    writer.close()
+
+    def scan(mapped: bool) -> tuple[int, int, int]:
+        db = open_database(path, readonly=readonly, migrate=False)
+        try:
+            if not mapped:
+                db.execute("PRAGMA mmap_size = 0")
+            assert (db.execute("PRAGMA mmap_size").fetchone()[0] > 8_000_000) == mapped
+            before = _read_calls()
+            total = db.execute("SELECT sum(length(pad)) FROM big").fetchone()[0]
+            return total, _read_calls() - before, db.execute("PRAGMA page_count").fetchone()[0]
+        finally:
+            db.close()
+
+    total, reads, pages = scan(mapped=True)
+    again, unmapped, _ = scan(mapped=False)
+    assert total == again == 8_000_000 and pages > 2_000
+    assert unmapped > pages // 2  # the same scan without the map: a read() per page
+    assert reads < 50, (reads, pages)
+
+
 def test_ingest_is_idempotent(db: Database, factory: Factory) -> None:
     topic = factory.topic()
     assert codes(ingest(db, [topic.raw], now_ms=NOW)) == ["ok"]
