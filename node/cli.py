@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
@@ -20,14 +20,16 @@ from typing import Any, BinaryIO, NoReturn
 from protocol import kinds, signing
 from protocol.errors import LocalProtocolError, Malformed, ProtocolError, Result
 from protocol.messages import StreamDecoder
-from storage.checking import default_workers, make_check_pool
+from storage.checking import default_workers
 from storage.database import StorageError, open_database
-from storage.messages import IngestResult, ingest_batches, iter_raw, stats, verify_store
+from storage.messages import IngestResult, iter_raw, stats, verify_store
+from storage.store import Store
 
 from .clock import now_ms
 from .folder import NodeConfig, NodeError, default_dir, load_config, read_key, write_key
 from .publish import add_account, check_effect, init_node, publish
 from .sync_client import SyncError
+from .syncer import Ingestor
 
 __all__ = ["main", "run"]
 
@@ -514,42 +516,52 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_chunks(stream: BinaryIO) -> Iterator[bytes]:
-    while chunk := stream.read(READ_CHUNK):
-        yield chunk
-
-
-def _ingest_stream(
-    db: Any, stream: BinaryIO, on_result: Callable[[int, IngestResult], None]
+async def _ingest_stream(
+    db_path: Path, stream: BinaryIO, on_result: Callable[[int, IngestResult], None]
 ) -> Counter[str]:
-    """Ingest a stream of messages in batches, checking on two threads."""
+    """Ingest a stream of messages through the node's own path: a :class:`Store` (its
+    writer thread, and its checkpoint thread that copies the log beside the writer)
+    and an :class:`Ingestor` (checks in worker processes, the next batch checked while
+    one is stored). The stream is read off the event loop."""
     counts: Counter[str] = Counter()
     broken: list[Malformed] = []
+    decoder = StreamDecoder()
+    pending: list[bytes] = []
+    ended = False
 
-    def batches() -> Iterator[list[bytes]]:
-        decoder = StreamDecoder()
-        batch: list[bytes] = []
-        try:
-            for chunk in _read_chunks(stream):
-                for raw in decoder.feed(chunk):
-                    batch.append(raw)
-                    if len(batch) >= INGEST_BATCH:
-                        yield batch
-                        batch = []
-            decoder.close()
-        except Malformed as exc:
-            broken.append(exc)
-        if batch:
+    def read_batch() -> list[bytes] | None:
+        nonlocal ended
+        while not ended and len(pending) < INGEST_BATCH:
+            chunk = stream.read(READ_CHUNK)
+            try:
+                if chunk:
+                    pending.extend(decoder.feed(chunk))
+                else:
+                    ended = True
+                    decoder.close()
+            except Malformed as exc:
+                broken.append(exc)
+                ended = True
+        batch = pending[:INGEST_BATCH]
+        del pending[:INGEST_BATCH]
+        return batch or None
+
+    async def batches() -> AsyncIterator[list[bytes]]:
+        while (batch := await asyncio.to_thread(read_batch)) is not None:
             yield batch
 
     index = 0
-    workers = default_workers()
-    with make_check_pool(workers) as pool:
-        for results in ingest_batches(db, batches(), now_ms=now_ms, pool=pool, workers=workers):
+    store = await Store.open(db_path)
+    ingestor = Ingestor(store, workers=default_workers())
+    try:
+        async for results in ingestor.ingest_all(batches()):
             for result in results:
                 counts[result.result.value] += 1
                 on_result(index, result)
                 index += 1
+    finally:
+        await asyncio.to_thread(ingestor.close)
+        await store.close()
     if broken:
         on_result(index, IngestResult(Result.MALFORMED, None, str(broken[0])))
         counts[Result.MALFORMED.value] += 1
@@ -558,7 +570,9 @@ def _ingest_stream(
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    _, db = _open_node(args.dir)
+    config = load_config(args.dir)
+    if not config.db_path.exists():
+        raise NodeError(f"{config.db_path} is missing")
 
     def on_result(index: int, result: IngestResult) -> None:
         if args.json:
@@ -566,17 +580,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         elif not result.result.accepted:
             print(f"message {index}: {result.result.value}: {result.detail}", file=sys.stderr)
 
-    try:
-        if args.file == "-":
-            counts = _ingest_stream(db, sys.stdin.buffer, on_result)
-        else:
-            try:
-                with open(args.file, "rb") as stream:
-                    counts = _ingest_stream(db, stream, on_result)
-            except OSError as exc:
-                raise NodeError(f"cannot read {args.file}: {exc.strerror}") from exc
-    finally:
-        db.close()
+    if args.file == "-":
+        counts = asyncio.run(_ingest_stream(config.db_path, sys.stdin.buffer, on_result))
+    else:
+        try:
+            stream = open(args.file, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise NodeError(f"cannot read {args.file}: {exc.strerror}") from exc
+        with stream:
+            counts = asyncio.run(_ingest_stream(config.db_path, stream, on_result))
     total = sum(counts.values())
     if args.json:
         print(json.dumps({"summary": dict(sorted(counts.items())), "total": total}))
@@ -658,8 +670,6 @@ def _community_arg(text: str) -> bytes:
 
 async def _with_node(directory: str, fn: Callable[..., Any]) -> Any:
     """Run ``fn(config, store, community)`` with the node's store open (off the loop)."""
-    from storage.store import Store
-
     config = load_config(directory)
     community = signing.public_key_bytes(read_key(config.key_path))
     store = await Store.open(config.db_path)

@@ -12,9 +12,10 @@ interval with backoff, ``fora sync`` runs it once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -172,6 +173,30 @@ class Ingestor:
             return []
         checked, now = await self.check(raws)
         return await self.store_checked(raws, checked, now, source)
+
+    async def ingest_all(
+        self, batches: AsyncIterator[Sequence[bytes]], source: str | None = None
+    ) -> AsyncIterator[list[IngestResult]]:
+        """Check and store batch after batch, the next batch checked while one is
+        stored (the writer, the one stage that cannot run in parallel, is kept busy).
+        Yields each batch's results, in order, once its transaction has committed."""
+        following = await anext(batches, None)
+        if following is None:
+            return
+        checking = asyncio.ensure_future(self.check(following))
+        try:
+            while following is not None:
+                batch = following
+                checked, now = await checking
+                following = await anext(batches, None)
+                if following is not None:
+                    checking = asyncio.ensure_future(self.check(following))
+                yield await self.store_checked(batch, checked, now, source)
+        finally:
+            if not checking.done():  # the caller stopped early, or a store failed
+                checking.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await checking
 
     async def check(self, raws: Sequence[bytes]) -> tuple[list[store_fns.Checked], int]:
         """Only the checking half (so a caller can check one batch while storing the

@@ -16,6 +16,7 @@ import pytest
 from sqlite_utils import Database
 
 from protocol.errors import Result
+from protocol.messages import decode_message
 from storage.checking import BACKGROUND_NICENESS, make_check_pool
 from storage.database import StorageError, open_database
 from storage.messages import (
@@ -72,7 +73,21 @@ def _read_calls() -> int:
     raise AssertionError("no syscr in /proc/thread-self/io")
 
 
+def _mmap_ceiling() -> int:
+    """SQLite's build limit on memory maps (SQLITE_MAX_MMAP_SIZE; 0: none at all)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        options = [row[0] for row in conn.execute("PRAGMA compile_options")]
+    finally:
+        conn.close()
+    for option in options:
+        if option.startswith("MAX_MMAP_SIZE="):
+            return int(option.split("=", 1)[1], 0)
+    return 0x7FFF0000  # SQLite's default
+
+
 @pytest.mark.skipif(not Path("/proc/thread-self/io").exists(), reason="Linux /proc only")
+@pytest.mark.skipif(_mmap_ceiling() == 0, reason="this SQLite is built without memory maps")
 @pytest.mark.parametrize("readonly", [False, True])
 def test_pages_are_read_through_the_memory_map(tmp_path: Path, readonly: bool) -> None:
     # Every connection maps the file: reading 2,000+ pages that are in no cache of
@@ -255,6 +270,68 @@ async def test_store_runs_off_the_event_loop(tmp_path: Path, factory: Factory) -
         with pytest.raises(Exception, match="readonly"):
             await store.read(lambda db: db.execute("DELETE FROM messages"))
     finally:
+        await store.close()
+
+
+async def test_ingest_all_checks_the_next_batch_while_one_is_stored(
+    tmp_path: Path, factory: Factory
+) -> None:
+    """`Ingestor.ingest_all` (`fora ingest`, bench_views): each batch's results in
+    order once committed; batch k+1 is being checked while batch k is stored; a caller
+    that stops early leaves no check running."""
+    from node.syncer import Ingestor
+
+    events: list[tuple[str, int]] = []
+
+    class Traced(Ingestor):
+        async def check(self, raws):  # type: ignore[no-untyped-def]
+            k = batches.index(raws)
+            events.append(("check", k))
+            await asyncio.sleep(0.05)  # a check takes a while
+            got = await super().check(raws)
+            events.append(("checked", k))
+            return got
+
+        async def store_checked(self, raws, checked, now, source=None):  # type: ignore[no-untyped-def]
+            k = batches.index(raws)
+            events.append(("store", k))
+            results = await super().store_checked(raws, checked, now, source)
+            events.append(("stored", k))
+            return results
+
+    async def each(items: list[list[bytes]]):  # type: ignore[no-untyped-def]
+        for batch in items:
+            yield batch
+
+    batches = [[factory.topic(f"T{k}.{i}").raw for i in range(30)] for k in range(4)]
+    store = await Store.open(tmp_path / "fora.db")
+    ingestor = Traced(store, workers=0)
+    try:
+        got = [results async for results in ingestor.ingest_all(each(batches))]
+        assert [[r.result for r in results] for results in got] == [[Result.OK] * 30] * 4
+        assert [[r.id for r in results] for results in got] == [
+            [decode_message(raw, now_ms=NOW).id for raw in batch] for batch in batches
+        ]
+        assert await store.read(count_messages) == 120
+        for k in range(3):  # batch k+1's check began before batch k's store ended
+            assert events.index(("check", k + 1)) < events.index(("stored", k)), events
+            assert events.index(("stored", k)) < events.index(("store", k + 1)), events
+        # Stopping after the first batch: the second's check is cancelled, not left.
+        events.clear()
+        more = [[factory.topic(f"U{k}.{i}").raw for i in range(30)] for k in range(3)]
+        batches[:] = more
+        stream = ingestor.ingest_all(each(more))
+        first = await anext(stream)
+        assert [r.result for r in first] == [Result.OK] * 30
+        await stream.aclose()
+        assert ("check", 1) in events and ("checked", 1) not in events
+        await asyncio.sleep(0.1)
+        assert ("checked", 1) not in events and ("store", 1) not in events
+        assert await store.read(count_messages) == 150
+        # Nothing to ingest: nothing yielded.
+        assert [r async for r in ingestor.ingest_all(each([]))] == []
+    finally:
+        ingestor.close()
         await store.close()
 
 
