@@ -12,7 +12,6 @@ interval with backoff, ``fora sync`` runs it once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -195,8 +194,7 @@ class Ingestor:
         finally:
             if not checking.done():  # the caller stopped early, or a store failed
                 checking.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await checking
+                await asyncio.wait([checking])  # its outcome is not wanted; ours stands
 
     async def check(self, raws: Sequence[bytes]) -> tuple[list[store_fns.Checked], int]:
         """Only the checking half (so a caller can check one batch while storing the
