@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import contextlib
 import json
 import os
+import sqlite3
 import sys
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -517,48 +521,79 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 async def _ingest_stream(
-    db_path: Path, stream: BinaryIO, on_result: Callable[[int, IngestResult], None]
+    db_path: Path, stream: BinaryIO, name: str, on_result: Callable[[int, IngestResult], None]
 ) -> Counter[str]:
     """Ingest a stream of messages through the node's own path: a :class:`Store` (its
     writer thread, and its checkpoint thread that copies the log beside the writer)
     and an :class:`Ingestor` (checks in worker processes, the next batch checked while
-    one is stored). The stream is read off the event loop."""
-    counts: Counter[str] = Counter()
+    one is stored). A thread of its own reads the stream a batch or two ahead; it is a
+    daemon, so a read that waits for input (a terminal, a pipe) never holds up an exit
+    (Ctrl-C)."""
+    loop = asyncio.get_running_loop()
+    #: batches read, then None at the end (or the error that ended the reading)
+    queue: asyncio.Queue[list[bytes] | NodeError | None] = asyncio.Queue(maxsize=2)
     broken: list[Malformed] = []
-    decoder = StreamDecoder()
-    pending: list[bytes] = []
-    ended = False
 
-    def read_batch() -> list[bytes] | None:
-        nonlocal ended
-        while not ended and len(pending) < INGEST_BATCH:
-            chunk = stream.read(READ_CHUNK)
-            try:
-                if chunk:
-                    pending.extend(decoder.feed(chunk))
-                else:
-                    ended = True
-                    decoder.close()
-            except Malformed as exc:
-                broken.append(exc)
-                ended = True
-        batch = pending[:INGEST_BATCH]
-        del pending[:INGEST_BATCH]
-        return batch or None
+    def put(item: list[bytes] | NodeError | None) -> bool:
+        try:
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        except (RuntimeError, concurrent.futures.CancelledError):
+            return False  # the ingest has ended (an error, Ctrl-C): stop reading
+        return True
+
+    # What has come, up to READ_CHUNK (stream.read would wait for READ_CHUNK bytes: a
+    # batch that has come whole through a pipe would wait for the next one), read from
+    # the file descriptor: a daemon thread blocked in a buffered stream's read holds its
+    # lock, and the interpreter aborts when it ends (Ctrl-C while waiting for input).
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+        read_some = stream.read
+    else:
+
+        def read_some(size: int) -> bytes:
+            return os.read(fd, size)
+
+    def read() -> None:
+        decoder = StreamDecoder()
+        batch: list[bytes] = []
+        end: NodeError | None = None
+        try:
+            while chunk := read_some(READ_CHUNK):
+                for raw in decoder.feed(chunk):
+                    batch.append(raw)
+                    if len(batch) >= INGEST_BATCH:
+                        if not put(batch):
+                            return
+                        batch = []
+            decoder.close()
+        except Malformed as exc:  # what came before it is ingested
+            broken.append(exc)
+        except OSError as exc:
+            end = NodeError(f"cannot read {name}: {exc.strerror or exc}")
+        if batch and not put(batch):
+            return
+        put(end)
 
     async def batches() -> AsyncIterator[list[bytes]]:
-        while (batch := await asyncio.to_thread(read_batch)) is not None:
-            yield batch
+        while (item := await queue.get()) is not None:
+            if isinstance(item, NodeError):
+                raise item
+            yield item
 
+    counts: Counter[str] = Counter()
     index = 0
     store = await Store.open(db_path)
     ingestor = Ingestor(store, workers=default_workers())
+    threading.Thread(target=read, name="fora-ingest-read", daemon=True).start()
     try:
-        async for results in ingestor.ingest_all(batches()):
-            for result in results:
-                counts[result.result.value] += 1
-                on_result(index, result)
-                index += 1
+        async with contextlib.aclosing(ingestor.ingest_all(batches())) as stored:
+            async for results in stored:
+                for result in results:
+                    counts[result.result.value] += 1
+                    on_result(index, result)
+                    index += 1
+                sys.stdout.flush()  # what is reported is on disk: let it be seen now
     finally:
         await asyncio.to_thread(ingestor.close)
         await store.close()
@@ -581,14 +616,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(f"message {index}: {result.result.value}: {result.detail}", file=sys.stderr)
 
     if args.file == "-":
-        counts = asyncio.run(_ingest_stream(config.db_path, sys.stdin.buffer, on_result))
+        counts = asyncio.run(
+            _ingest_stream(config.db_path, sys.stdin.buffer, "standard input", on_result)
+        )
     else:
         try:
             stream = open(args.file, "rb")  # noqa: SIM115
         except OSError as exc:
             raise NodeError(f"cannot read {args.file}: {exc.strerror}") from exc
         with stream:
-            counts = asyncio.run(_ingest_stream(config.db_path, stream, on_result))
+            counts = asyncio.run(_ingest_stream(config.db_path, stream, args.file, on_result))
     total = sum(counts.values())
     if args.json:
         print(json.dumps({"summary": dict(sorted(counts.items())), "total": total}))
@@ -1268,6 +1305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (NodeError, StorageError, ProtocolError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:  # locked by another writer too long, disk full, ...
+        print(f"Error: database: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # pragma: no cover - `fora export | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

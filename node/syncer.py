@@ -176,25 +176,34 @@ class Ingestor:
     async def ingest_all(
         self, batches: AsyncIterator[Sequence[bytes]], source: str | None = None
     ) -> AsyncIterator[list[IngestResult]]:
-        """Check and store batch after batch, the next batch checked while one is
-        stored (the writer, the one stage that cannot run in parallel, is kept busy).
-        Yields each batch's results, in order, once its transaction has committed."""
-        following = await anext(batches, None)
-        if following is None:
+        """Check and store batch after batch: while one batch is stored, the next is
+        read and checked (the writer, the one stage that cannot run in parallel, is
+        kept busy), but a batch is never held back waiting for the next one to come.
+        Yields each batch's results, in order, once its transaction has committed. A
+        caller that may stop early closes it (``contextlib.aclosing``): the check then
+        under way is cancelled."""
+
+        async def ahead() -> tuple[Sequence[bytes], tuple[list[store_fns.Checked], int]] | None:
+            following = await anext(batches, None)
+            return None if following is None else (following, await self.check(following))
+
+        current = await ahead()
+        if current is None:
             return
-        checking = asyncio.ensure_future(self.check(following))
+        pending = asyncio.ensure_future(ahead())
         try:
-            while following is not None:
-                batch = following
-                checked, now = await checking
-                following = await anext(batches, None)
-                if following is not None:
-                    checking = asyncio.ensure_future(self.check(following))
+            while current is not None:
+                batch, (checked, now) = current
                 yield await self.store_checked(batch, checked, now, source)
+                current = await pending
+                if current is not None:
+                    pending = asyncio.ensure_future(ahead())
         finally:
-            if not checking.done():  # the caller stopped early, or a store failed
-                checking.cancel()
-                await asyncio.wait([checking])  # its outcome is not wanted; ours stands
+            if not pending.done():  # the caller stopped early, or a store failed
+                pending.cancel()
+                await asyncio.wait([pending])  # its outcome is not wanted; ours stands
+            elif not pending.cancelled():
+                pending.exception()  # seen: asyncio would log it as never retrieved
 
     async def check(self, raws: Sequence[bytes]) -> tuple[list[store_fns.Checked], int]:
         """Only the checking half (so a caller can check one batch while storing the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ SCHEMA_SET = migrations.name
 #: Bytes of the database file each connection reads through a memory map: SQLite's
 #: own ceiling in common builds (SQLITE_MAX_MMAP_SIZE, 0x7fff0000), which a larger
 #: value would be cut down to. The map takes address space, not memory: its pages are
-#: the kernel's file cache, shared by every connection.
-MMAP_SIZE = 0x7FFF0000
+#: the kernel's file cache, shared by every connection. None on a 32-bit system, whose
+#: 4 GiB of address space a few connections' maps would use up.
+MMAP_SIZE = 0x7FFF0000 if sys.maxsize > 2**32 else 0
 
 
 def _bind_without_adapting() -> None:

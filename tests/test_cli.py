@@ -193,6 +193,66 @@ def test_ingest_stops_cleanly_on_garbage(
     db.close()
 
 
+def test_ingest_from_standard_input(node: Path) -> None:
+    """`fora ingest DIR -`: batches from a pipe, a bad byte after more than one batch
+    (what came before it is stored), and Ctrl-C while it waits for more input."""
+    f = Factory(seeded_key(7))
+    raws = [f.topic(f"S{i}").raw for i in range(2_500)]
+    proc = subprocess.run(
+        [*FORA, "ingest", str(node), "-"],
+        input=b"".join(raws) + b"\xc1",
+        capture_output=True,
+        check=False,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("Error: stream is not msgpack"), err
+    assert "the 2500 messages before it were processed" in err
+    db = open_database(node / "fora.db")
+    try:
+        assert count_messages(db) == 1 + 2_500  # the profile and every topic
+    finally:
+        db.close()
+
+    more = [f.topic(f"W{i}").raw for i in range(1_000)]
+    waiting = subprocess.Popen(
+        [*FORA, "ingest", str(node), "-", "--json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert waiting.stdin is not None and waiting.stdout is not None
+    waiting.stdin.write(b"".join(more))  # one whole batch, then nothing: it waits
+    waiting.stdin.flush()
+    for _ in range(1_000):  # the batch is stored: the node is up, reading
+        assert json.loads(waiting.stdout.readline())["result"] == "ok"
+    waiting.send_signal(signal.SIGINT)
+    try:
+        code = waiting.wait(timeout=30)
+        stderr = waiting.stderr.read().decode() if waiting.stderr else ""
+    finally:
+        waiting.kill()
+        for pipe in (waiting.stdin, waiting.stdout, waiting.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert code == 130 and "Traceback" not in stderr, stderr
+
+
+def test_a_database_error_is_one_error_line(
+    node: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from node import cli as fora_cli
+
+    def fail(db: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(fora_cli, "stats", fail)
+    code, out, err = run(capsys, "stats", str(node))
+    assert (code, out, err) == (1, "", "Error: database: disk I/O error\n")
+
+
 def test_verify(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "verify", str(node))
     assert code == 0 and "0 problems" in out and "integrity_check: ok" in out

@@ -18,7 +18,7 @@ from sqlite_utils import Database
 from protocol.errors import Result
 from protocol.messages import decode_message
 from storage.checking import BACKGROUND_NICENESS, make_check_pool
-from storage.database import StorageError, open_database
+from storage.database import StorageError, open_database, write_transaction
 from storage.messages import (
     count_messages,
     get_raw,
@@ -95,9 +95,10 @@ def test_pages_are_read_through_the_memory_map(tmp_path: Path, readonly: bool) -
     path = tmp_path / "fora.db"
     writer = open_database(path)
     writer.execute("CREATE TABLE big (n INTEGER PRIMARY KEY, pad BLOB NOT NULL)")
-    writer.conn.executemany(
-        "INSERT INTO big (pad) VALUES (?)", [(os.urandom(1000),) for _ in range(8_000)]
-    )
+    with write_transaction(writer):
+        writer.conn.executemany(
+            "INSERT INTO big (pad) VALUES (?)", [(os.urandom(1000),) for _ in range(8_000)]
+        )
     writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the pages in the file, not the WAL
     writer.close()
 
@@ -278,16 +279,21 @@ async def test_ingest_all_checks_the_next_batch_while_one_is_stored(
 ) -> None:
     """`Ingestor.ingest_all` (`fora ingest`, bench_views): each batch's results in
     order once committed; batch k+1 is being checked while batch k is stored; a caller
-    that stops early leaves no check running."""
+    that stops early, or a store that fails, leaves no check running."""
     from node.syncer import Ingestor
 
     events: list[tuple[str, int]] = []
+    held_back: set[int] = set()  # the checks of these batches never end
+    never = asyncio.Event()
+    failing: set[int] = set()  # the stores of these batches fail
 
     class Traced(Ingestor):
         async def check(self, raws):  # type: ignore[no-untyped-def]
             k = batches.index(raws)
             events.append(("check", k))
-            await asyncio.sleep(0.05)  # a check takes a while
+            await asyncio.sleep(0.02)  # a check takes a while
+            if k in held_back:
+                await never.wait()
             got = await super().check(raws)
             events.append(("checked", k))
             return got
@@ -295,6 +301,9 @@ async def test_ingest_all_checks_the_next_batch_while_one_is_stored(
         async def store_checked(self, raws, checked, now, source=None):  # type: ignore[no-untyped-def]
             k = batches.index(raws)
             events.append(("store", k))
+            if k in failing:
+                await asyncio.sleep(0.02)  # the next batch's check is under way
+                raise OSError("disk full")
             results = await super().store_checked(raws, checked, now, source)
             events.append(("stored", k))
             return results
@@ -303,7 +312,10 @@ async def test_ingest_all_checks_the_next_batch_while_one_is_stored(
         for batch in items:
             yield batch
 
-    batches = [[factory.topic(f"T{k}.{i}").raw for i in range(30)] for k in range(4)]
+    def fresh(tag: str, n: int) -> list[list[bytes]]:
+        return [[factory.topic(f"{tag}{k}.{i}").raw for i in range(30)] for k in range(n)]
+
+    batches = fresh("T", 4)
     store = await Store.open(tmp_path / "fora.db")
     ingestor = Traced(store, workers=0)
     try:
@@ -316,18 +328,31 @@ async def test_ingest_all_checks_the_next_batch_while_one_is_stored(
         for k in range(3):  # batch k+1's check began before batch k's store ended
             assert events.index(("check", k + 1)) < events.index(("stored", k)), events
             assert events.index(("stored", k)) < events.index(("store", k + 1)), events
-        # Stopping after the first batch: the second's check is cancelled, not left.
+
+        # Stopping after the first batch: the second one's check is cancelled.
         events.clear()
-        more = [[factory.topic(f"U{k}.{i}").raw for i in range(30)] for k in range(3)]
-        batches[:] = more
-        stream = ingestor.ingest_all(each(more))
+        batches[:] = fresh("U", 3)
+        held_back.add(1)
+        stream = ingestor.ingest_all(each(batches))
         first = await anext(stream)
         assert [r.result for r in first] == [Result.OK] * 30
         await stream.aclose()
-        assert ("check", 1) in events and ("checked", 1) not in events
-        await asyncio.sleep(0.1)
-        assert ("checked", 1) not in events and ("store", 1) not in events
+        assert events == [("check", 0), ("checked", 0), ("store", 0), ("check", 1), ("stored", 0)]
         assert await store.read(count_messages) == 150
+        assert [task for task in asyncio.all_tasks() if task is not asyncio.current_task()] == []
+
+        # A store that fails: its error comes out, and the next batch's check is
+        # cancelled (it is held back: only a cancel ends it).
+        events.clear()
+        batches[:] = fresh("V", 3)
+        failing.add(0)
+        with pytest.raises(OSError, match="disk full"):
+            async for _ in ingestor.ingest_all(each(batches)):
+                raise AssertionError("nothing is stored")
+        assert events == [("check", 0), ("checked", 0), ("store", 0), ("check", 1)]
+        assert await store.read(count_messages) == 150
+        assert [task for task in asyncio.all_tasks() if task is not asyncio.current_task()] == []
+
         # Nothing to ingest: nothing yielded.
         assert [r async for r in ingestor.ingest_all(each([]))] == []
     finally:
