@@ -62,7 +62,11 @@ class Store:
     @classmethod
     async def open(cls, path: str | Path, readers: int = 3) -> Store:
         store = cls(Path(path), readers)
-        await store._run(store._writer, store._open_writer)
+        try:
+            await store._run(store._writer, store._open_writer)
+        except BaseException:
+            await store.close()  # its threads end with it
+            raise
         return store
 
     def _open_writer(self) -> None:

@@ -247,6 +247,19 @@ async def test_no_planner_statistics_are_kept(tmp_path: Path, factory: Factory) 
     db.close()
 
 
+async def test_a_store_that_cannot_open_leaves_no_thread(tmp_path: Path) -> None:
+    def store_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("fora-")}
+
+    before = store_threads()
+    bad = tmp_path / "fora.db"
+    bad.write_bytes(b"not a database" * 500)
+    with pytest.raises(StorageError, match="not a database"):
+        await Store.open(bad)
+    assert store_threads() == before
+    assert bad.read_bytes() == b"not a database" * 500  # and it is left as it was
+
+
 async def test_store_runs_off_the_event_loop(tmp_path: Path, factory: Factory) -> None:
     store = await Store.open(tmp_path / "fora.db")
     loop_thread = threading.get_ident()
