@@ -67,10 +67,17 @@ def _hex_id(text: str) -> bytes:
 # --------------------------------------------------------------------------- helpers
 
 
-def _open_node(directory: str | Path) -> tuple[NodeConfig, Any]:
+def _node_config(directory: str | Path) -> NodeConfig:
+    """The config of the node folder ``directory``, whose database must exist (a store
+    opened on a missing one would create an empty one)."""
     config = load_config(directory)
     if not config.db_path.exists():
         raise NodeError(f"{config.db_path} is missing")
+    return config
+
+
+def _open_node(directory: str | Path) -> tuple[NodeConfig, Any]:
+    config = _node_config(directory)
     return config, open_database(config.db_path)
 
 
@@ -605,9 +612,7 @@ async def _ingest_stream(
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    config = load_config(args.dir)
-    if not config.db_path.exists():
-        raise NodeError(f"{config.db_path} is missing")
+    config = _node_config(args.dir)
 
     def on_result(index: int, result: IngestResult) -> None:
         if args.json:
@@ -707,7 +712,7 @@ def _community_arg(text: str) -> bytes:
 
 async def _with_node(directory: str, fn: Callable[..., Any]) -> Any:
     """Run ``fn(config, store, community)`` with the node's store open (off the loop)."""
-    config = load_config(directory)
+    config = _node_config(directory)
     community = signing.public_key_bytes(read_key(config.key_path))
     store = await Store.open(config.db_path)
     try:

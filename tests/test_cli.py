@@ -253,6 +253,24 @@ def test_a_database_error_is_one_error_line(
     assert (code, out, err) == (1, "", "Error: database: disk I/O error\n")
 
 
+def test_a_missing_database_is_never_created_anew(
+    node: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every command that opens the node's store checks the database first (a store
+    # opened on a missing file would make an empty one and carry on).
+    stream = tmp_path / "in.bin"
+    stream.write_bytes(Factory(seeded_key(5)).topic().raw)
+    (node / "fora.db").unlink()
+    for args in (
+        ("ingest", str(node), str(stream)),
+        ("stats", str(node)),
+        ("peer", "add", str(node), "http://127.0.0.1:9"),
+    ):
+        code, _, err = run(capsys, *args)
+        assert code == 1 and err.startswith("Error:") and "fora.db is missing" in err, args
+        assert not (node / "fora.db").exists(), args
+
+
 def test_verify(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "verify", str(node))
     assert code == 0 and "0 problems" in out and "integrity_check: ok" in out
