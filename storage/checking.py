@@ -2,8 +2,9 @@
 
 Checking a message is pure CPU (decode, canonical form, Ed25519, schema). In threads
 it does not scale here: libsodium releases the GIL, but decoding holds it, and the
-two convoy. Worker processes check a chunk each and send back the checked messages;
-the writer stores them. ``workers=0`` checks in the calling thread (tests, tiny jobs).
+two convoy. Worker processes check a chunk each and send back their verdicts; the
+writer stores the messages. The node checks a small batch (or everything, on one core)
+on a thread instead (``node.syncer.Ingestor``).
 """
 
 from __future__ import annotations
@@ -15,27 +16,14 @@ import select
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 
 __all__ = [
     "BACKGROUND_NICENESS",
-    "InlineExecutor",
     "default_workers",
     "lower_priority",
     "make_check_pool",
 ]
-
-
-class InlineExecutor(Executor):
-    """Runs each call at once in the caller's thread (an Executor with no workers)."""
-
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
-        future: Future[object] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:
-            future.set_exception(exc)
-        return future
 
 
 def default_workers() -> int:
@@ -110,7 +98,7 @@ def make_check_pool(workers: int | None = None, preload: Sequence[str] = PRELOAD
     """
     n = default_workers() if workers is None else workers
     if n <= 0:
-        return InlineExecutor()
+        raise ValueError(f"a check pool needs a worker at least, not {n}")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
     pool = ProcessPoolExecutor(

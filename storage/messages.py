@@ -8,6 +8,8 @@ and checks the bytes (pure CPU, no database), :func:`store_checked` writes the r
 in one transaction. :func:`ingest` does both. A checking worker process runs
 :func:`check_verdicts` and sends back only whether each message passed (or why not);
 :func:`with_verdicts` turns the bytes and the verdicts back into checked messages.
+Batch after batch, the next checked while one is stored, is the node's
+``Ingestor.ingest_all`` (node/syncer.py), which `fora ingest` uses too.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,6 @@ __all__ = [
     "get_raw",
     "has_ids",
     "ingest",
-    "ingest_batches",
     "iter_raw",
     "max_seq",
     "set_hash",
@@ -298,47 +298,6 @@ def store_checked(db: Database, checked: Sequence[Checked], *, now_ms: int) -> l
 def ingest(db: Database, raws: Sequence[bytes], *, now_ms: int) -> list[IngestResult]:
     """Check and store a batch of messages (see :func:`store_checked`)."""
     return store_checked(db, check_batch(raws, now_ms=now_ms), now_ms=now_ms)
-
-
-def ingest_batches(
-    db: Database,
-    batches: Iterable[Sequence[bytes]],
-    *,
-    now_ms: Callable[[], int],
-    pool: Executor,
-    workers: int = 2,
-) -> Iterator[list[IngestResult]]:
-    """Ingest batch after batch, checking the next batch while the current one is written.
-
-    Each batch is split into ``workers`` parts checked on ``pool``. Worker processes
-    send back only their verdicts (:func:`check_verdicts`), as a sync's checks do; an
-    executor in this process (threads, :class:`~storage.checking.InlineExecutor`)
-    hands back the checked messages. Yields each batch's results once its transaction
-    has committed: what is yielded is on disk. ``now_ms`` is called once per batch.
-    """
-    remote = isinstance(pool, ProcessPoolExecutor)
-
-    def submit(batch: Sequence[bytes]) -> tuple[Sequence[bytes], list[Future[Any]]]:
-        step = max(1, -(-len(batch) // workers))
-        now = now_ms()
-        check = check_verdicts if remote else check_all
-        return batch, [
-            pool.submit(check, batch[i : i + step], now) for i in range(0, len(batch), step)
-        ]
-
-    def checked(submitted: tuple[Sequence[bytes], list[Future[Any]]]) -> list[Checked]:
-        batch, parts = submitted
-        answers = [item for part in parts for item in part.result()]
-        return with_verdicts(batch, answers) if remote else answers
-
-    pending: tuple[Sequence[bytes], list[Future[Any]]] | None = None
-    for batch in batches:
-        upcoming = submit(batch)
-        if pending is not None:
-            yield store_checked(db, checked(pending), now_ms=now_ms())
-        pending = upcoming
-    if pending is not None:
-        yield store_checked(db, checked(pending), now_ms=now_ms())
 
 
 def get_raw(db: Database, ids: Sequence[bytes]) -> list[bytes | None]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pickle
 from pathlib import Path
+
+import pytest
 
 from protocol.errors import MessageRejected
 from protocol.messages import decode_message
@@ -66,30 +69,42 @@ def test_workers_verdicts_rebuild_what_check_all_gives() -> None:
         assert type(got.refs) is tuple
 
 
-def test_ingest_through_worker_processes_stores_what_inline_checks_store(tmp_path: Path) -> None:
-    # ingest_batches with real worker processes (verdicts sent back) and with checks in
-    # this thread: the same result for every message, the same messages stored.
-    from storage.checking import InlineExecutor, make_check_pool
-    from storage.database import open_database
-    from storage.messages import ingest_batches
+async def test_ingest_through_worker_processes_stores_what_inline_checks_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The node's Ingestor with real worker processes (verdicts sent back) and with the
+    # checks on a thread: the same result for every message, the same messages stored.
+    import node.syncer
+    from node.syncer import SMALL_BATCH, Ingestor
+    from storage.messages import iter_raw
+    from storage.store import Store
 
+    monkeypatch.setattr(node.syncer, "now_ms", lambda: VECTORS["now_ms"])
     raws = [bytes.fromhex(m["hex"]) for m in VECTORS["messages"]]
     raws += [bytes.fromhex(case["hex"]) for case in VECTORS["rejected"]]
-    batches = [raws[i : i + 7] for i in range(0, len(raws), 7)]
+    batches = [raws * 2, raws[::-1] * 2]  # each large enough for the workers
+    assert min(len(b) for b in batches) >= SMALL_BATCH
+
+    async def each():  # type: ignore[no-untyped-def]
+        for batch in batches:
+            yield batch
+
     stored = []
-    for name, pool in (("inline", InlineExecutor()), ("workers", make_check_pool(2))):
-        db = open_database(tmp_path / f"{name}.db")
-        with pool:
+    for workers in (0, 2):
+        store = await Store.open(tmp_path / f"{workers}.db")
+        ingestor = Ingestor(store, workers=workers)
+        try:
             results = [
                 (r.result, r.id, r.detail)
-                for batch in ingest_batches(
-                    db, batches, now_ms=lambda: VECTORS["now_ms"], pool=pool, workers=2
-                )
+                async for batch in ingestor.ingest_all(each())
                 for r in batch
             ]
-        held = sorted(row[0] for row in db.execute("SELECT raw FROM messages"))
-        db.close()
+            assert (ingestor._pool is not None) == (workers > 1)  # the workers did check
+            held = sorted(await store.read(lambda db: list(iter_raw(db))))
+        finally:
+            await asyncio.to_thread(ingestor.close)
+            await store.close()
         stored.append((results, held))
     assert stored[0] == stored[1]
     results, held = stored[0]
-    assert len(results) == len(raws) and len(held) == len(VECTORS["messages"])
+    assert len(results) == 4 * len(raws) and len(held) == len(VECTORS["messages"])
