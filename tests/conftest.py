@@ -30,6 +30,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def upgrade_again(db: Any, migration: str) -> Any:
+    """Close ``db`` as if ``migration`` had never run on it and open it again: the
+    upgrade of a node from before that migration, over what ``db`` holds now."""
+    from storage.database import open_database
+
+    path = db.execute("PRAGMA database_list").fetchone()[2]
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [migration])
+    db.close()
+    return open_database(path)
+
+
 def seeded_key(seed: int) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(seed.to_bytes(32, "big"))
 

@@ -17,7 +17,7 @@ from storage.database import open_database
 from storage.derive import UNKNOWN_AUTHOR_QUOTA, fields_json, jsonable_fields
 from storage.messages import QUOTA_DETAIL, get_raw, ingest, unerased_skeletons
 
-from .conftest import NOW, Factory, seeded_key
+from .conftest import NOW, Factory, seeded_key, upgrade_again
 
 ALICE, BOB, CAROL, MOD, ADMIN, OFFICIAL = (seeded_key(i) for i in range(10, 16))
 
@@ -611,8 +611,7 @@ def test_first_versions_keep_their_body_in_their_bytes_only(
 
 
 def test_m012_drops_the_bodies_of_first_versions_only(tmp_path: Path, factory: Factory) -> None:
-    path = tmp_path / "fora.db"
-    db = open_database(path)
+    db = open_database(tmp_path / "fora.db")
     put(db, factory.grant(ALICE), factory.grant(BOB))
     topic = factory.topic("Parks", key=ALICE)
     comment = factory.comment(topic.id, "Yes.", key=BOB)
@@ -638,9 +637,7 @@ def test_m012_drops_the_bodies_of_first_versions_only(tmp_path: Path, factory: F
                 fields_json(message.fields),
             ),
         )
-    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm012_bodies_of_edits_and_events'")
-    db.close()
-    db = open_database(path)
+    db = upgrade_again(db, "m012_bodies_of_edits_and_events")
     assert db.execute("SELECT * FROM bodies ORDER BY id").fetchall() == before
     assert db.execute("SELECT * FROM things ORDER BY id").fetchall() == things
     kept = {row[0] for row in before}
@@ -649,8 +646,7 @@ def test_m012_drops_the_bodies_of_first_versions_only(tmp_path: Path, factory: F
 
 
 def test_m011_leaves_rows_as_ingest_writes_them(tmp_path: Path, factory: Factory) -> None:
-    path = tmp_path / "fora.db"
-    db = open_database(path)
+    db = open_database(tmp_path / "fora.db")
     put(db, factory.grant(ALICE), factory.grant(BOB))
     topic = factory.topic("Parks", key=ALICE)
     proposal = factory.proposal(topic.id, key=ALICE)
@@ -669,9 +665,7 @@ def test_m011_leaves_rows_as_ingest_writes_them(tmp_path: Path, factory: Factory
         whole = json.dumps(thing["fields"], ensure_ascii=False, sort_keys=True)
         db.execute("UPDATE things SET fields = ? WHERE id = ?", (whole, thing_id))
     db.execute("CREATE INDEX things_author ON things (author, ts)")
-    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm011_lean_things'")
-    db.close()
-    db = open_database(path)
+    db = upgrade_again(db, "m011_lean_things")
     assert db.execute("SELECT id, fields FROM things ORDER BY id").fetchall() == lean
     assert {m: forum.thing(db, m) for m in shown} == shown
     assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'things_author'").fetchone() is None

@@ -16,7 +16,7 @@ from protocol.messages import Message
 from storage.database import open_database
 from storage.messages import ingest
 
-from .conftest import NOW, Factory, seeded_key
+from .conftest import NOW, Factory, seeded_key, upgrade_again
 
 _VIEW_TABLES = {
     "message_auth": "id",
@@ -240,10 +240,7 @@ def rebuilt_by(migration: str, tables: tuple[str, ...]) -> dict[str, Any]:
         ingest(db, [m.raw for m in SCENARIO], now_ms=NOW)
         for table in tables:
             db.execute(f"DROP TABLE {table}")
-        db.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [migration])
-        db.conn.commit()
-        db.close()
-        db = open_database(path)
+        db = upgrade_again(db, migration)
         snap = snapshot(db)
         db.close()
     return snap

@@ -30,7 +30,7 @@ from storage.messages import (
 )
 from storage.store import BACKSTOP_PAGES, Store
 
-from .conftest import NOW, Factory, seeded_key
+from .conftest import NOW, Factory, seeded_key, upgrade_again
 
 
 @pytest.fixture
@@ -230,9 +230,7 @@ async def test_no_planner_statistics_are_kept(tmp_path: Path, factory: Factory) 
     db = open_database(path)
     db.execute("ANALYZE")  # statistics as an older node's `PRAGMA optimize` left them
     assert db.execute("SELECT count(*) FROM sqlite_stat1").fetchone()[0] > 0
-    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm014_no_planner_statistics'")
-    db.close()
-    db = open_database(path)
+    db = upgrade_again(db, "m014_no_planner_statistics")
     assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone() is None
     db.close()
     store = await Store.open(path)
