@@ -548,25 +548,18 @@ async def _ingest_stream(
             return False  # the ingest has ended (an error, Ctrl-C): stop reading
         return True
 
-    # What has come, up to READ_CHUNK (stream.read would wait for READ_CHUNK bytes: a
-    # batch that has come whole through a pipe would wait for the next one), read from
-    # the file descriptor: a daemon thread blocked in a buffered stream's read holds its
-    # lock, and the interpreter aborts when it ends (Ctrl-C while waiting for input).
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
-        read_some = stream.read
-    else:
-
-        def read_some(size: int) -> bytes:
-            return os.read(fd, size)
+    # Read from the file descriptor what has come, up to READ_CHUNK: stream.read would
+    # wait for READ_CHUNK bytes (a batch that came whole through a pipe would wait for
+    # the next one), and a daemon thread blocked in a buffered stream's read holds its
+    # lock, which makes the interpreter abort when it ends (Ctrl-C while waiting).
+    fd = stream.fileno()
 
     def read() -> None:
         decoder = StreamDecoder()
         batch: list[bytes] = []
         end: NodeError | None = None
         try:
-            while chunk := read_some(READ_CHUNK):
+            while chunk := os.read(fd, READ_CHUNK):
                 for raw in decoder.feed(chunk):
                     batch.append(raw)
                     if len(batch) >= INGEST_BATCH:
