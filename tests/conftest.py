@@ -84,6 +84,12 @@ class Factory:
     def comment(self, target: bytes, text: str = "I agree.", **kw: Any) -> Message:
         return self.make("comment", {"text": text, "lang": "en"}, refs=(target,), **kw)
 
+    def comment_edit(self, target: bytes, edit_of: bytes, text: str, **kw: Any) -> Message:
+        """A new version of comment ``edit_of`` (on ``target``)."""
+        return self.make(
+            "comment", {"text": text, "lang": "en", "edit_of": edit_of}, refs=(target,), **kw
+        )
+
     def erase(self, target: bytes, **kw: Any) -> Message:
         return self.make("erase", {}, refs=(target,), **kw)
 

@@ -452,12 +452,7 @@ def test_search_index_follows_edits_hides_and_words(db: Database, factory: Facto
     put(db, topic, comment)
     assert [t["id"] for t in forum.search(db, "green_bench")] == [comment.hex_id]
     assert [t["id"] for t in forum.search(db, "bench need")] == [comment.hex_id]
-    edit = factory.make(
-        "comment",
-        {"text": "fountain needed", "lang": "en", "edit_of": comment.id},
-        refs=(topic.id,),
-        key=ALICE,
-    )
+    edit = factory.comment_edit(topic.id, comment.id, "fountain needed", key=ALICE)
     put(db, edit)
     assert forum.search(db, "bench") == []
     assert [t["id"] for t in forum.search(db, "fountain")] == [comment.hex_id]
@@ -512,12 +507,7 @@ def test_things_rows_keep_no_copy_of_the_columns_and_show_whole_fields(
     topic = factory.topic("Parks", key=ALICE)
     proposal = factory.proposal(topic.id, key=ALICE)
     comment = factory.comment(topic.id, "Firts!", key=BOB)
-    edit = factory.make(
-        "comment",
-        {"text": "First!", "lang": "en", "edit_of": comment.id},
-        refs=(topic.id,),
-        key=BOB,
-    )
+    edit = factory.comment_edit(topic.id, comment.id, "First!", key=BOB)
     hidden = factory.comment(topic.id, "Rude words", key=BOB)
     erased = factory.comment(topic.id, "Oops", key=ALICE)
     report = factory.report(topic.id, key=BOB)
@@ -574,12 +564,7 @@ def test_first_versions_keep_their_body_in_their_bytes_only(
     topic = factory.topic("Parks", key=ALICE)
     early = factory.comment(topic.id, "Benches, please", key=BOB)
     hidden = factory.comment(topic.id, "Shouting", key=ALICE)
-    edit = factory.make(
-        "comment",
-        {"text": "Shouting less", "lang": "en", "edit_of": hidden.id},
-        refs=(topic.id,),
-        key=ALICE,
-    )
+    edit = factory.comment_edit(topic.id, hidden.id, "Shouting less", key=ALICE)
     put(db, topic, early, hidden)
     put(db, edit)
     bodies = dict(db.execute("SELECT id, kind FROM bodies").fetchall())
@@ -615,9 +600,7 @@ def test_m012_drops_the_bodies_of_first_versions_only(tmp_path: Path, factory: F
     put(db, factory.grant(ALICE), factory.grant(BOB))
     topic = factory.topic("Parks", key=ALICE)
     comment = factory.comment(topic.id, "Yes.", key=BOB)
-    edit = factory.make(
-        "comment", {"text": "Yes!", "lang": "en", "edit_of": comment.id}, refs=(topic.id,), key=BOB
-    )
+    edit = factory.comment_edit(topic.id, comment.id, "Yes!", key=BOB)
     put(db, topic, comment, edit)
     before = db.execute("SELECT * FROM bodies ORDER BY id").fetchall()
     things = db.execute("SELECT * FROM things ORDER BY id").fetchall()
