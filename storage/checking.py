@@ -30,7 +30,19 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+#: In each worker, set by :func:`_start_worker`: the barrier :func:`_ready` waits at.
+_warm_up: dict[str, threading.Barrier] = {}
+
+#: How long a starting pool waits for all its workers.
+START_TIMEOUT = 120.0
+
+
 def _ready(_: int) -> int:
+    """Wait until every worker of the pool holds one of these calls: only then may any
+    of them finish (see :func:`make_check_pool`)."""
+    barrier = _warm_up.get("barrier")
+    if barrier is not None:
+        barrier.wait(START_TIMEOUT)
     return os.getpid()
 
 
@@ -75,7 +87,9 @@ def _exit_with(parent: int) -> None:
             pass
 
 
-def _start_worker(parent: int) -> None:
+def _start_worker(parent: int, started: threading.Barrier | None = None) -> None:
+    if started is not None:
+        _warm_up["barrier"] = started
     lower_priority()
     threading.Thread(target=_exit_with, args=(parent,), name="watch-node", daemon=True).start()
 
@@ -90,7 +104,12 @@ def make_check_pool(workers: int | None = None, preload: Sequence[str] = PRELOAD
     start from a process that already runs threads, such as the node).
 
     The workers are started here, before the pool is returned, so that submitting
-    work later never spawns a process (a node calls this off its event loop).
+    work later never spawns a process (a node calls this off its event loop; spawning
+    there blocks it). ``ProcessPoolExecutor`` spawns a worker on ``submit`` only when
+    none is idle: if the first warm-up call finished before the second was submitted,
+    the pool would keep one worker and spawn the next one later, under load, on the
+    loop. So the warm-up calls wait at a barrier of ``n`` parties: none finishes until
+    ``n`` distinct workers each hold one.
     ``preload`` names modules the fork server imports before forking workers; it
     takes effect when this process starts its fork server (its first pool). Name the
     modules the main script imports too: multiprocessing re-imports a ``__main__``
@@ -101,8 +120,18 @@ def make_check_pool(workers: int | None = None, preload: Sequence[str] = PRELOAD
         raise ValueError(f"a check pool needs a worker at least, not {n}")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
+    started = context.Barrier(n)
     pool = ProcessPoolExecutor(
-        max_workers=n, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+        max_workers=n,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(os.getpid(), started),
     )
-    list(pool.map(_ready, range(n)))
+    try:
+        pids = set(pool.map(_ready, range(n)))
+        if len(pids) != n:
+            raise RuntimeError(f"{len(pids)} of {n} check workers started")
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     return pool

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlite_utils import Database
@@ -430,6 +432,39 @@ def test_check_workers_run_below_the_node(tmp_path: Path) -> None:
         mine = os.nice(0)
         theirs = set(pool.map(os.nice, [0, 0]))
         assert theirs == {min(19, mine + BACKGROUND_NICENESS)}
+    finally:
+        pool.shutdown()
+
+
+def test_a_check_pool_starts_all_its_workers_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each worker is spawned when the pool is made, never later on ``submit`` (which a
+    node calls on its event loop). ``ProcessPoolExecutor`` spawns on ``submit`` only when
+    no worker is idle; here each call is submitted late, so the first worker could
+    finish its warm-up call before the second is submitted: without the warm-up's
+    barrier the pool kept one worker and spawned the second in the middle of a sync (a
+    CI failure: "Blocking call to os.getcwd" in the fetch)."""
+    spawned: list[int] = []
+    spawn, submit = ProcessPoolExecutor._spawn_process, ProcessPoolExecutor.submit
+
+    def counted_spawn(self: ProcessPoolExecutor) -> None:
+        spawn(self)  # type: ignore[attr-defined]
+        spawned.append(1)
+
+    def late_submit(self: ProcessPoolExecutor, *args: Any, **kwargs: Any) -> Any:
+        if spawned:
+            time.sleep(1.0)  # the worker spawned first has time to finish its call
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "_spawn_process", counted_spawn)
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", late_submit)
+    pool = make_check_pool(2)
+    try:
+        assert len(spawned) == 2
+        # Two calls at once, each holding a worker: nothing is spawned for them.
+        list(pool.map(time.sleep, [0.5, 0.5]))
+        assert len(spawned) == 2
     finally:
         pool.shutdown()
 
