@@ -15,7 +15,7 @@ from web.app import setup_web
 
 from . import sync_api
 from .appkeys import CACHE, COMMUNITY_ID, CONFIG, DISCOVERY, INGESTOR, PEERS, STORE
-from .discovery import Discovery, StaticDiscovery, ZeroconfDiscovery
+from .discovery import Discovery, StaticDiscovery, TryLater, ZeroconfDiscovery
 from .folder import NodeConfig, read_key
 from .guard import BadRequestGuard
 from .peers import DEFAULT_INTERVAL, PeerManager
@@ -69,8 +69,10 @@ def discovery_ctx(*, mdns: bool, interfaces: list[str] | None = None) -> object:
                 # The community id is pinned from the node's own /sync/v1/info answer;
                 # the TXT record is only a hint.
                 await manager.add(url, kind="lan")
-            except (SyncError, PeerRefused) as exc:
+            except PeerRefused as exc:
                 log.info("LAN node %s (%s) not added: %s", url, name, exc)
+            except SyncError as exc:  # not reachable (yet): discovery asks again later
+                raise TryLater(str(exc)) from exc
 
         discovery: Discovery
         if mdns:
@@ -86,12 +88,21 @@ def discovery_ctx(*, mdns: bool, interfaces: list[str] | None = None) -> object:
             )
         else:
             discovery = StaticDiscovery([], on_found=on_found)
+        # Started by start_listening once the node accepts connections: a peer that
+        # hears the announcement calls /sync/v1/info at once.
         app[DISCOVERY] = discovery
-        await discovery.start()
         yield
         await discovery.stop()
 
     return ctx
+
+
+async def start_listening(app: web.Application) -> None:
+    """Call once ``app`` accepts connections: announce the node on the LAN and look
+    for the others (``node.server.start_site`` does)."""
+    discovery = app.get(DISCOVERY)
+    if discovery is not None:
+        await discovery.start()
 
 
 def setup_routes(app: web.Application) -> None:

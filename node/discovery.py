@@ -34,10 +34,12 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 __all__ = [
     "MAX_NAME_CHARS",
+    "RETRY_DELAYS",
     "SERVICE_TYPE",
     "Discovery",
     "FoundCallback",
     "StaticDiscovery",
+    "TryLater",
     "ZeroconfDiscovery",
     "default_instance_name",
     "parse_txt",
@@ -56,8 +58,18 @@ RESOLVE_TIMEOUT_MS = 3000
 _MAX_LABEL_BYTES = 63
 _COMMUNITY_HEX = re.compile(r"[0-9a-f]{64}")
 
+#: After ``on_found`` raised :class:`TryLater`, the service is resolved and reported
+#: again after each of these delays in turn (seconds), while it fails so; then not
+#: until the service announces itself anew.
+RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
+
 #: ``await on_found(url, community_id, name)``; url like ``"http://192.0.2.7:8471"``.
 FoundCallback = Callable[[str, bytes, str], Awaitable[None]]
+
+
+class TryLater(Exception):
+    """Raised by ``on_found`` when the node found could not be reached (it may be
+    starting, or the network between may be down): report it again later."""
 
 
 class Discovery(Protocol):
@@ -190,6 +202,7 @@ class ZeroconfDiscovery:
         host_address: str | None = None,
         instance_name: str | None = None,
         resolve_timeout_ms: int = RESOLVE_TIMEOUT_MS,
+        retry_delays: Iterable[float] = RETRY_DELAYS,
     ) -> None:
         self._txt = txt_records(community, name)
         if not 0 < port < 65536:
@@ -209,6 +222,7 @@ class ZeroconfDiscovery:
         self._interfaces = list(interfaces) if interfaces is not None else None
         self._host_address = host_address
         self._resolve_timeout_ms = resolve_timeout_ms
+        self._retry_delays = tuple(retry_delays)
         self._aiozc: AsyncZeroconf | None = None
         self._info: AsyncServiceInfo | None = None
         self._browser: AsyncServiceBrowser | None = None
@@ -324,55 +338,73 @@ class ZeroconfDiscovery:
                 del self._resolving[name]
 
     async def _resolve(self, name: str) -> None:
+        retries = iter(self._retry_delays)
         while True:
             self._dirty.discard(name)
+            again = False
             try:
-                await self._resolve_once(name)
+                again = await self._resolve_once(name)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("mDNS: looking at %r failed", name)
-            if name not in self._dirty or self._stopping:
+            if self._stopping:
                 return
+            if name in self._dirty:  # updated meanwhile: look again now
+                retries = iter(self._retry_delays)
+                continue
+            if not again:
+                return
+            delay = next(retries, None)
+            if delay is None:
+                log.info("mDNS: giving up on %r until it announces itself again", name)
+                return
+            await asyncio.sleep(delay)
 
-    async def _resolve_once(self, name: str) -> None:
+    async def _resolve_once(self, name: str) -> bool:
+        """Resolve ``name`` and report it if new; True if it should be tried again."""
         aiozc = self._aiozc
         if aiozc is None:
-            return
+            return False
         try:
             info = AsyncServiceInfo(SERVICE_TYPE, name)
         except ZeroconfError as exc:  # a hostile PTR record can name anything
             log.debug("mDNS: ignoring %r: %s", name, exc)
-            return
+            return False
         if not await info.async_request(aiozc.zeroconf, self._resolve_timeout_ms):
             log.debug("mDNS: could not resolve %r", name)
-            return
+            return False
         try:
             community, community_name = parse_txt(info.text or b"")
         except ValueError as exc:
             log.debug("mDNS: ignoring %r: %s", name, exc)
-            return
+            return False
         if community == self.community:
             log.debug("mDNS: ignoring %r: our own community", name)
-            return
+            return False
         address = _usable_ipv4(info.parsed_addresses(IPVersion.V4Only))
         port = info.port
         if address is None or port is None or not 0 < port < 65536:
             log.debug("mDNS: ignoring %r: no usable IPv4 address and port", name)
-            return
+            return False
         url = f"http://{address}:{port}"
         key = (url, community)
         if key in self._reported:
-            return
+            return False
         self._reported.add(key)
         log.debug("mDNS: found %s (%s) at %s", community.hex(), community_name, url)
         try:
             await self._on_found(url, community, community_name)
         except asyncio.CancelledError:
             raise
+        except TryLater as exc:
+            self._reported.discard(key)
+            log.info("mDNS: %s (%s) not reachable, trying again later: %s", url, name, exc)
+            return True
         except Exception:
             self._reported.discard(key)  # a later update of the service tries again
             log.exception("mDNS: on_found failed for %s", url)
+        return False
 
 
 # -- static ----------------------------------------------------------------------------------
@@ -393,6 +425,8 @@ class StaticDiscovery:
             seen.add((url, community))
             try:
                 await self._on_found(url, community, name)
+            except TryLater as exc:
+                log.info("static discovery: %s not reachable: %s", url, exc)
             except Exception:
                 log.exception("static discovery: on_found failed for %s", url)
 

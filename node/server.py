@@ -8,7 +8,7 @@ import signal
 
 from aiohttp import web
 
-from .app import create_app
+from .app import create_app, start_listening
 from .folder import NodeConfig
 
 __all__ = ["serve", "start_site", "wait_for_stop"]
@@ -31,8 +31,13 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
         handler_cancellation=True,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        await start_listening(app)
+    except BaseException:
+        await runner.cleanup()
+        raise
     return runner
 
 

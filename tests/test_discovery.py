@@ -29,6 +29,7 @@ from node.discovery import (
     SERVICE_TYPE,
     Discovery,
     StaticDiscovery,
+    TryLater,
     ZeroconfDiscovery,
     default_instance_name,
     parse_txt,
@@ -235,6 +236,49 @@ async def test_a_failing_callback_does_not_stop_the_browser(
     await register(raw_zc, raw_info(f"second-{secrets.token_hex(4)}", txt_records(second, "S"), 2))
     await eventually(lambda: second in calls, "a later service still reported")
     assert any("on_found failed" in r.message for r in caplog.records if r.levelno >= logging.ERROR)
+    await raw_zc.async_unregister_all_services()
+
+
+async def test_a_node_not_reachable_yet_is_reported_again_later(
+    nodes: Callable[..., ZeroconfDiscovery], raw_zc: AsyncZeroconf
+) -> None:
+    """``on_found`` raising TryLater (the node found did not answer yet) makes the
+    discovery report that node again after a delay, until it goes through; then no
+    more. Without a retry, a node heard while it starts is never added."""
+    other = community()
+    calls: list[float] = []
+
+    async def on_found(url: str, found: bytes, name: str) -> None:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise TryLater("connection refused")
+
+    a = nodes(on_found=on_found, retry_delays=(0.2, 0.2, 0.2, 0.2))
+    info = raw_info(f"late-{secrets.token_hex(4)}", txt_records(other, "Late"), 3)
+    await asyncio.gather(a.start(), register(raw_zc, info))
+    await eventually(lambda: len(calls) >= 3, "reported three times")
+    await asyncio.sleep(1.0)  # the third report went through: no fourth
+    assert len(calls) == 3
+    await raw_zc.async_unregister_all_services()
+
+
+async def test_retries_end_after_the_last_delay(
+    nodes: Callable[..., ZeroconfDiscovery], raw_zc: AsyncZeroconf
+) -> None:
+    other = community()
+    calls: list[str] = []
+
+    async def on_found(url: str, found: bytes, name: str) -> None:
+        calls.append(url)
+        raise TryLater("connection refused")
+
+    a = nodes(on_found=on_found, retry_delays=(0.1, 0.1))
+    info = raw_info(f"gone-{secrets.token_hex(4)}", txt_records(other, "Gone"), 4)
+    await asyncio.gather(a.start(), register(raw_zc, info))
+    await eventually(lambda: len(calls) >= 3, "reported three times")
+    await asyncio.sleep(1.0)
+    assert len(calls) == 3  # the first report and one a delay
+    assert not a._resolving
     await raw_zc.async_unregister_all_services()
 
 

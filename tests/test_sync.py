@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,17 +135,27 @@ async def test_live_push_reaches_a_direct_peer_within_2_seconds(make_node: Any) 
 
 async def test_lan_discovery_makes_two_nodes_peers_and_they_sync(make_node: Any) -> None:
     """Real zeroconf on loopback: each node finds the other, adds it as a `lan` peer
-    (pinning the id from /sync/v1/info), follows it and syncs."""
+    (pinning the id from /sync/v1/info), follows it and syncs. Both ways: the node
+    started first hears the second as it starts, and must still reach it (a node
+    announces itself only once it listens, and one not reachable yet is tried again)."""
     a = await make_node("A", interval=0.5, mdns=True)
     b = await make_node("B", interval=0.5, mdns=True)
     topic = await a.post_topic("Found on the LAN")
+    reply = await b.post_topic("Heard back")
 
-    async def peered() -> bool:
-        peers = await b.app[STORE].read(peer_fns.list_peers)
-        return any(p.url == a.url and p.kind == "lan" and p.community == a.community for p in peers)
+    def peered(x: Node, y: Node) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            peers = await x.app[STORE].read(peer_fns.list_peers)
+            return any(
+                p.url == y.url and p.kind == "lan" and p.community == y.community for p in peers
+            )
 
-    await eventually(peered, timeout=15.0)
-    await eventually(lambda: b.has(topic), timeout=10.0)
+        return check
+
+    await eventually(peered(b, a), timeout=30.0)
+    await eventually(peered(a, b), timeout=30.0)
+    await eventually(lambda: b.has(topic), timeout=30.0)
+    await eventually(lambda: a.has(reply), timeout=30.0)
 
 
 async def test_full_sync_both_ways_and_steady_state(make_node: Any) -> None:
