@@ -166,6 +166,9 @@ class PeerManager:
 
     async def _scheduler(self) -> None:
         while True:
+            # Cleared before the list is read: a wake() while it is read (a peer just
+            # added) comes round again instead of waiting for the interval.
+            self._wake.clear()
             peers = await self.store.read(peer_fns.list_peers)
             now = now_ms()
             next_due = now + int(self.interval * 1000)
@@ -180,7 +183,6 @@ class PeerManager:
                     task.add_done_callback(lambda _t, url=peer.url: self._running.pop(url, None))
                 else:
                     next_due = min(next_due, peer.next_attempt)
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.05, (next_due - now) / 1000))
 
@@ -243,7 +245,12 @@ class PeerManager:
                 for start in range(0, len(raws), LIVE_PUSH_BATCH):
                     await client.push(raws[start : start + LIVE_PUSH_BATCH])
             except SyncError as exc:
-                # Not fatal: the next reconcile with this peer repairs it.
-                log.debug("live push to %s failed: %s", peer.url, exc)
+                # Not fatal: a reconcile with this peer repairs it. A peer that was
+                # syncing well gets that reconcile now rather than an interval later;
+                # one failing already stays on its back-off.
+                log.info("live push to %s failed: %s", peer.url, exc)
+                if peer.failures == 0:
+                    await self.store.write(peer_fns.due_now, peer.url, now_ms=now_ms())
+                    self.wake()
 
         await asyncio.gather(*(push(p) for p in targets))

@@ -13,6 +13,7 @@ __all__ = [
     "Peer",
     "PeerRefused",
     "add_peer",
+    "due_now",
     "follow",
     "followed",
     "get_peer",
@@ -137,6 +138,15 @@ def record_success(
             " failures = 0, next_attempt = ?, received = received + ?, sent = sent + ?"
             " WHERE url = ?",
             (now_ms, now_ms, now_ms + interval_ms, received, sent, normalize_url(url)),
+        )
+
+
+def due_now(db: Database, url: str, *, now_ms: int) -> None:
+    """Make ``url`` due for a sync at ``now_ms`` (a live push to it failed)."""
+    with write_transaction(db):
+        db.execute(
+            "UPDATE peers SET next_attempt = min(next_attempt, ?) WHERE url = ?",
+            (now_ms, normalize_url(url)),
         )
 
 

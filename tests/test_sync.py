@@ -522,6 +522,54 @@ async def test_live_push_does_not_relay_unauthorized_messages(make_node: Any) ->
     assert await a.set_hash() == await b.set_hash()
 
 
+async def test_a_failed_live_push_is_repaired_by_a_sync_at_once(make_node: Any) -> None:
+    """A live push that fails (here a proxy in front of B answers 500 to the first push)
+    makes that peer due for a sync now: the message reaches B through that sync, not an
+    interval (an hour here) later."""
+    a, b = await make_node("A"), await make_node("B")
+    paths: list[str] = []
+    fail_push = asyncio.Event()
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        path = request.match_info["tail"]
+        paths.append(path.split("/")[0])
+        if path == "push" and fail_push.is_set():
+            fail_push.clear()
+            return web.Response(status=500, text="Error: proxy failure\n")
+        async with session.request(
+            request.method, f"{b.url}/sync/v1/{path}", data=await request.read()
+        ) as resp:
+            return web.Response(
+                status=resp.status, body=await resp.read(), content_type=resp.content_type
+            )
+
+    proxy = web.Application()
+    proxy.router.add_route("*", "/sync/v1/{tail:.*}", forward)
+    port = free_port()
+    async with aiohttp.ClientSession() as session:
+        runner = await start_site(proxy, "127.0.0.1", port)
+        try:
+            await b.app[PEERS].add(a.url)  # B follows A
+            await a.app[PEERS].add(f"http://127.0.0.1:{port}")  # A pushes to B, via the proxy
+
+            async def first_syncs_done() -> bool:
+                peers = [
+                    *await a.app[STORE].read(peer_fns.list_peers),
+                    *await b.app[STORE].read(peer_fns.list_peers),
+                ]
+                return all(p.last_success for p in peers)
+
+            await eventually(first_syncs_done, timeout=30.0)
+            reconciles = paths.count("reconcile")
+            fail_push.set()
+            message_id = await a.post_topic("Pushed, failed, synced")
+            await eventually(lambda: b.has(message_id), timeout=30.0)
+            assert not fail_push.is_set()  # the push came, and failed
+            assert paths.count("reconcile") > reconciles  # it came by a sync
+        finally:
+            await runner.cleanup()
+
+
 async def test_fetching_starts_while_reconciling_and_a_failed_round_ends_the_sync(
     make_node: Any,
 ) -> None:
