@@ -9,12 +9,22 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, settings
 
 from protocol import signing
 from protocol.messages import Message, create_message
 
 #: A fixed clock for tests: 2026-11-23T00:00:00Z.
 NOW = 1_795_392_000_000
+
+
+# No per-example deadline (Hypothesis's default is 200 ms): on a shared machine one
+# example can stall behind another process and fail a correct test ("DeadlineExceeded",
+# "Unreliable test timings"). How fast the code is: scripts/bench_*. Examples stay
+# random (a counterexample found once is a real bug); a test's own @settings still
+# sets its number of examples.
+settings.register_profile("fora", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("fora")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -137,6 +137,7 @@ async def axe_violations(page: Page, tags: tuple[str, ...] = WCAG_21_AA) -> list
     The script goes in through the DevTools protocol, so a strict Content-Security-Policy
     on the page does not stop it (and is not loosened for the test).
     """
+    await page.wait_for_load_state()  # after a click, the new page may be half parsed
     if not await page.evaluate("() => typeof window.axe === 'object'"):
         await page.evaluate(axe_source())
     result = await page.evaluate(_AXE_RUN, list(tags))
@@ -196,6 +197,7 @@ async def _reset_focus(page: Page) -> None:
     """Put the focus navigation starting point at the top of the document: focus the
     body (made focusable for the walk, never a Tab stop), so the next Tab goes to the
     first element in tab order whatever was focused or clicked before."""
+    await page.wait_for_load_state()
     await page.evaluate(
         """() => {
         window.__foraTabSeen = [];
