@@ -37,7 +37,7 @@ from node.discovery import (
 )
 
 LOOPBACK = ["127.0.0.1"]
-DEADLINE = 10.0
+DEADLINE = 30.0  # generous: mDNS timing, and a loaded machine
 
 Found = tuple[str, bytes, str]
 
