@@ -58,9 +58,9 @@ RESOLVE_TIMEOUT_MS = 3000
 _MAX_LABEL_BYTES = 63
 _COMMUNITY_HEX = re.compile(r"[0-9a-f]{64}")
 
-#: After ``on_found`` raised :class:`TryLater`, the service is resolved and reported
-#: again after each of these delays in turn (seconds), while it fails so; then not
-#: until the service announces itself anew.
+#: After a service could not be resolved, or ``on_found`` raised :class:`TryLater`, it
+#: is resolved (and reported) again after each of these delays in turn (seconds), while
+#: it fails so; then not until the service announces itself anew.
 RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
 
 #: ``await on_found(url, community_id, name)``; url like ``"http://192.0.2.7:8471"``.
@@ -372,8 +372,10 @@ class ZeroconfDiscovery:
             log.debug("mDNS: ignoring %r: %s", name, exc)
             return False
         if not await info.async_request(aiozc.zeroconf, self._resolve_timeout_ms):
+            # Lost or late answers (a busy network or host): ask again after a delay;
+            # a service that has gone stops answering for good and is given up.
             log.debug("mDNS: could not resolve %r", name)
-            return False
+            return True
         try:
             community, community_name = parse_txt(info.text or b"")
         except ValueError as exc:
