@@ -125,19 +125,51 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> float:
         await asyncio.sleep(0.05)
 
 
+async def first_syncs_done(*nodes: Node) -> bool:
+    """Every peer of ``nodes`` has had a sync go through (adding a peer starts one)."""
+    for node in nodes:
+        if not all(p.last_success for p in await node.app[STORE].read(peer_fns.list_peers)):
+            return False
+    return True
+
+
+#: ``intercept(path)``: answer a proxied request itself, or None to let it through.
+Intercept = Callable[[str], Awaitable[web.StreamResponse | None]]
+
+
+@contextlib.asynccontextmanager
+async def proxy_in_front(node: Node, intercept: Intercept) -> AsyncIterator[str]:
+    """An HTTP proxy on 127.0.0.1 in front of ``node``'s sync API; yields its URL."""
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        path = request.match_info["tail"]
+        answer = await intercept(path)
+        if answer is not None:
+            return answer
+        async with session.request(
+            request.method, f"{node.url}/sync/v1/{path}", data=await request.read()
+        ) as resp:
+            return web.Response(
+                status=resp.status, body=await resp.read(), content_type=resp.content_type
+            )
+
+    proxy = web.Application()
+    proxy.router.add_route("*", "/sync/v1/{tail:.*}", forward)
+    port = free_port()
+    async with aiohttp.ClientSession() as session:
+        runner = await start_site(proxy, "127.0.0.1", port)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            await runner.cleanup()
+
+
 async def test_live_push_reaches_a_direct_peer(make_node: Any) -> None:
     """A message posted on A reaches B by A's push: both first syncs are over and the
     next is an hour away. How fast: ``scripts/bench_push`` (no timed assertion here)."""
     a, b = await make_node("A"), await make_node("B")
     await b.app[PEERS].add(a.url)  # B follows A
     await a.app[PEERS].add(b.url)  # A pushes to B
-
-    async def first_syncs_done() -> bool:
-        peers = [
-            *await a.app[STORE].read(peer_fns.list_peers),
-            *await b.app[STORE].read(peer_fns.list_peers),
-        ]
-        return all(p.last_success for p in peers)
 
     async def attempts() -> list[int]:
         peers = [
@@ -146,7 +178,7 @@ async def test_live_push_reaches_a_direct_peer(make_node: Any) -> None:
         ]
         return [p.last_attempt for p in peers]
 
-    await eventually(first_syncs_done, timeout=30.0)
+    await eventually(lambda: first_syncs_done(a, b), timeout=30.0)
     before = await attempts()
     message_id = await a.post_topic("Live")
     await eventually(lambda: b.has(message_id), timeout=30.0)
@@ -521,15 +553,8 @@ async def test_live_push_does_not_relay_unauthorized_messages(make_node: Any) ->
     await b.app[PEERS].add(a.url)
     await a.app[PEERS].add(b.url)
 
-    async def first_syncs_done() -> bool:
-        peers = [
-            *await a.app[STORE].read(peer_fns.list_peers),
-            *await b.app[STORE].read(peer_fns.list_peers),
-        ]
-        return all(p.last_success for p in peers)
-
     # Adding a peer starts a sync at once; the next one is an hour away (interval).
-    await eventually(first_syncs_done, timeout=30.0)
+    await eventually(lambda: first_syncs_done(a, b), timeout=30.0)
     stranger = seeded_key(77)  # holds no role in A's community
     now = int(time.time() * 1000)
     spam = create_message(
@@ -551,51 +576,30 @@ async def test_live_push_does_not_relay_unauthorized_messages(make_node: Any) ->
 
 
 async def test_a_failed_live_push_is_repaired_by_a_sync_at_once(make_node: Any) -> None:
-    """A live push that fails (here a proxy in front of B answers 500 to the first push)
+    """A live push that fails (here a proxy in front of B answers 500 to one push)
     makes that peer due for a sync now: the message reaches B through that sync, not an
     interval (an hour here) later."""
     a, b = await make_node("A"), await make_node("B")
     paths: list[str] = []
     fail_push = asyncio.Event()
 
-    async def forward(request: web.Request) -> web.StreamResponse:
-        path = request.match_info["tail"]
-        paths.append(path.split("/")[0])
+    async def intercept(path: str) -> web.StreamResponse | None:
+        paths.append(path.split("/", maxsplit=1)[0])
         if path == "push" and fail_push.is_set():
             fail_push.clear()
             return web.Response(status=500, text="Error: proxy failure\n")
-        async with session.request(
-            request.method, f"{b.url}/sync/v1/{path}", data=await request.read()
-        ) as resp:
-            return web.Response(
-                status=resp.status, body=await resp.read(), content_type=resp.content_type
-            )
+        return None
 
-    proxy = web.Application()
-    proxy.router.add_route("*", "/sync/v1/{tail:.*}", forward)
-    port = free_port()
-    async with aiohttp.ClientSession() as session:
-        runner = await start_site(proxy, "127.0.0.1", port)
-        try:
-            await b.app[PEERS].add(a.url)  # B follows A
-            await a.app[PEERS].add(f"http://127.0.0.1:{port}")  # A pushes to B, via the proxy
-
-            async def first_syncs_done() -> bool:
-                peers = [
-                    *await a.app[STORE].read(peer_fns.list_peers),
-                    *await b.app[STORE].read(peer_fns.list_peers),
-                ]
-                return all(p.last_success for p in peers)
-
-            await eventually(first_syncs_done, timeout=30.0)
-            reconciles = paths.count("reconcile")
-            fail_push.set()
-            message_id = await a.post_topic("Pushed, failed, synced")
-            await eventually(lambda: b.has(message_id), timeout=30.0)
-            assert not fail_push.is_set()  # the push came, and failed
-            assert paths.count("reconcile") > reconciles  # it came by a sync
-        finally:
-            await runner.cleanup()
+    async with proxy_in_front(b, intercept) as proxy_url:
+        await b.app[PEERS].add(a.url)  # B follows A
+        await a.app[PEERS].add(proxy_url)  # A pushes to B, via the proxy
+        await eventually(lambda: first_syncs_done(a, b), timeout=30.0)
+        reconciles = paths.count("reconcile")
+        fail_push.set()
+        message_id = await a.post_topic("Pushed, failed, synced")
+        await eventually(lambda: b.has(message_id), timeout=30.0)
+        assert not fail_push.is_set()  # the push came, and failed
+        assert paths.count("reconcile") > reconciles  # it came by a sync
 
 
 async def test_fetching_starts_while_reconciling_and_a_failed_round_ends_the_sync(
@@ -612,9 +616,8 @@ async def test_fetching_starts_while_reconciling_and_a_failed_round_ends_the_syn
     seen: list[str] = []
     fetched = asyncio.Event()
 
-    async def forward(request: web.Request) -> web.StreamResponse:
-        path = request.match_info["tail"]
-        seen.append(path.split("/")[0])
+    async def intercept(path: str) -> web.StreamResponse | None:
+        seen.append(path.split("/", maxsplit=1)[0])
         if path.startswith("fetch"):
             fetched.set()
         if path.startswith("reconcile") and seen.count("reconcile") == 4:
@@ -624,27 +627,19 @@ async def test_fetching_starts_while_reconciling_and_a_failed_round_ends_the_syn
                 await asyncio.wait_for(fetched.wait(), timeout=20)
             if fetched.is_set():
                 return web.Response(status=500, text="Error: proxy failure\n")
-        async with session.request(
-            request.method, f"{b.url}/sync/v1/{path}", data=await request.read()
-        ) as resp:
-            return web.Response(
-                status=resp.status, body=await resp.read(), content_type=resp.content_type
-            )
+        return None
 
-    proxy = web.Application()
-    proxy.router.add_route("*", "/sync/v1/{tail:.*}", forward)
-    port = free_port()
+    async with aiohttp.ClientSession() as session, proxy_in_front(b, intercept) as proxy_url:
+        with pytest.raises(SyncError, match="HTTP 500"):
+            await sync_with_peer(
+                PeerClient(session, proxy_url),
+                a.app[STORE],
+                ItemCache(a.app[STORE]),
+                a.app[INGESTOR],
+                a.community,
+            )
+    assert seen.count("reconcile") == 4
     async with aiohttp.ClientSession() as session:
-        runner = await start_site(proxy, "127.0.0.1", port)
-        try:
-            client = PeerClient(session, f"http://127.0.0.1:{port}")
-            with pytest.raises(SyncError, match="HTTP 500"):
-                await sync_with_peer(
-                    client, a.app[STORE], ItemCache(a.app[STORE]), a.app[INGESTOR], a.community
-                )
-        finally:
-            await runner.cleanup()
-        assert seen.count("reconcile") == 4
         report = await sync_with_peer(
             PeerClient(session, b.url),
             a.app[STORE],
