@@ -1,10 +1,11 @@
-"""LAN discovery over mDNS / DNS-SD (PROTOCOL.md §6), behind a small interface.
+"""LAN discovery over mDNS / DNS-SD (PROTOCOL.md §6, docs/protocol.md §7), behind a small interface.
 
 A node announces ``_fora._tcp.local.`` with the TXT records ``v=1``,
 ``community=<64 lowercase hex>`` and ``name=<community name>`` on its HTTP port, and
 browses for the same type. Every service found is resolved, its TXT records are checked
 as untrusted input, and ``on_found(url, community_id, name)`` is awaited once per
-distinct ``(url, community_id)`` in a run.
+distinct ``(url, community_id)`` in a run, or again later if it raised
+:class:`TryLater` (see :data:`RETRY_DELAYS`).
 
 Two implementations of :class:`Discovery`:
 
@@ -229,6 +230,8 @@ class ZeroconfDiscovery:
         self._announcing: Awaitable[None] | None = None
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
+        #: Set when a name waiting for its next retry is announced again.
+        self._updated: dict[str, asyncio.Event] = {}
         self._reported: set[tuple[str, bytes]] = set()
         self._stopping = False
 
@@ -295,6 +298,7 @@ class ZeroconfDiscovery:
             self._announcing = None
             self._resolving.clear()
             self._dirty.clear()
+            self._updated.clear()
 
     async def _announce_addresses(self) -> list[str]:
         if self._host_address is not None:
@@ -327,6 +331,9 @@ class ZeroconfDiscovery:
             return
         if name in self._resolving:
             self._dirty.add(name)  # resolve again once this lookup is done
+            updated = self._updated.get(name)
+            if updated is not None:
+                updated.set()  # waiting to retry: look now
             return
         task = asyncio.get_running_loop().create_task(self._resolve(name))
         self._resolving[name] = task
@@ -336,6 +343,7 @@ class ZeroconfDiscovery:
         for name, running in list(self._resolving.items()):
             if running is task:
                 del self._resolving[name]
+                self._updated.pop(name, None)
 
     async def _resolve(self, name: str) -> None:
         retries = iter(self._retry_delays)
@@ -359,7 +367,14 @@ class ZeroconfDiscovery:
             if delay is None:
                 log.info("mDNS: giving up on %r until it announces itself again", name)
                 return
-            await asyncio.sleep(delay)
+            # Wait for the delay, or less if the service announces itself again (a
+            # node restarted, or moved to another port).
+            updated = self._updated.setdefault(name, asyncio.Event())
+            updated.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(updated.wait(), delay)
+            if name in self._dirty:
+                retries = iter(self._retry_delays)
 
     async def _resolve_once(self, name: str) -> bool:
         """Resolve ``name`` and report it if new; True if it should be tried again."""

@@ -3,7 +3,9 @@
 - every peer is synced on an interval (all communities both hold), with exponential
   backoff after failures (5 s doubling to 30 min; ``storage.peers.backoff_ms``);
 - a message that is new to this node (posted here, pushed or fetched) is pushed to
-  every other peer at once; the periodic reconcile repairs anything a push missed;
+  every other peer at once; a push that fails to a peer that was syncing well makes
+  that peer due for a sync now (or right after the one running), and the periodic
+  reconcile repairs anything else a push missed;
 - a peer whose community id differs from the one pinned when it was added is refused.
 """
 
@@ -58,6 +60,8 @@ class PeerManager:
         self.progress: dict[str, SyncProgress] = {}
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[Any]] = {}
+        #: Peers to sync with again once their running sync ends (a push failed).
+        self._again: set[str] = set()
         # (id, raw) pairs of new messages, and the peer they came from
         self._push_queue: asyncio.Queue[tuple[list[tuple[bytes, bytes]], str | None]] = (
             asyncio.Queue()
@@ -189,7 +193,25 @@ class PeerManager:
     async def _sync_quietly(self, peer: peer_fns.Peer) -> None:
         with contextlib.suppress(SyncError, peer_fns.PeerRefused):
             await self._sync(peer)
+        if peer.url in self._again:  # a push failed while it ran: maybe after its reconcile
+            self._again.discard(peer.url)
+            await self._make_due(peer.url)
         self.wake()
+
+    async def _sync_again(self, url: str) -> None:
+        """Sync with ``url`` now (a live push to it failed), or right after the sync
+        running with it, which may have reconciled before the message was stored."""
+        if url in self._running:
+            self._again.add(url)
+        else:
+            await self._make_due(url)
+            self.wake()
+
+    async def _make_due(self, url: str) -> None:
+        try:
+            await self.store.write(peer_fns.due_now, url, now_ms=now_ms())
+        except Exception:  # the pusher must live on: the interval repairs it then
+            log.exception("could not make %s due for a sync", url)
 
     # -- live push -------------------------------------------------------------------
 
@@ -250,7 +272,6 @@ class PeerManager:
                 # one failing already stays on its back-off.
                 log.info("live push to %s failed: %s", peer.url, exc)
                 if peer.failures == 0:
-                    await self.store.write(peer_fns.due_now, peer.url, now_ms=now_ms())
-                    self.wake()
+                    await self._sync_again(peer.url)
 
         await asyncio.gather(*(push(p) for p in targets))

@@ -249,6 +249,8 @@ async def test_a_node_not_reachable_yet_is_reported_again_later(
     calls: list[float] = []
 
     async def on_found(url: str, found: bytes, name: str) -> None:
+        if found != other:
+            return  # another test's service on this host's loopback
         calls.append(time.monotonic())
         if len(calls) < 3:
             raise TryLater("connection refused")
@@ -269,6 +271,8 @@ async def test_retries_end_after_the_last_delay(
     calls: list[str] = []
 
     async def on_found(url: str, found: bytes, name: str) -> None:
+        if found != other:
+            return
         calls.append(url)
         raise TryLater("connection refused")
 
@@ -279,6 +283,35 @@ async def test_retries_end_after_the_last_delay(
     await asyncio.sleep(1.0)
     assert len(calls) == 3  # the first report and one a delay
     assert not a._resolving
+    await raw_zc.async_unregister_all_services()
+
+
+async def test_an_announcement_during_a_retry_wait_is_looked_at_at_once(
+    nodes: Callable[..., ZeroconfDiscovery], raw_zc: AsyncZeroconf
+) -> None:
+    """A node not reachable is retried after a delay; if it announces itself again
+    meanwhile (restarted, on another port), it is looked at then, not after the delay."""
+    other = community()
+    urls: list[str] = []
+
+    async def on_found(url: str, found: bytes, name: str) -> None:
+        if found != other:
+            return
+        urls.append(url)
+        if len(urls) == 1:
+            raise TryLater("connection refused")
+
+    a = nodes(on_found=on_found, retry_delays=(600.0,))
+    instance = f"restarted-{secrets.token_hex(4)}"
+    info = raw_info(instance, txt_records(other, "R"), 5)
+    await asyncio.gather(a.start(), register(raw_zc, info))
+    await eventually(lambda: len(urls) == 1, "reported once")
+    moved = raw_info(instance, txt_records(other, "R"), 6)
+    moved.server = info.server
+    moved.server_key = info.server_key
+    await (await raw_zc.async_update_service(moved))
+    await eventually(lambda: len(urls) == 2, "reported again on its new port")
+    assert urls == ["http://127.0.0.1:5", "http://127.0.0.1:6"]
     await raw_zc.async_unregister_all_services()
 
 
