@@ -602,6 +602,38 @@ async def test_a_failed_live_push_is_repaired_by_a_sync_at_once(make_node: Any) 
         assert paths.count("reconcile") > reconciles  # it came by a sync
 
 
+async def test_a_push_failing_during_a_sync_with_that_peer_brings_another_sync(
+    make_node: Any,
+) -> None:
+    """A's scheduled sync with B has begun reconciling when a post on A fails to push
+    to B: that sync may not carry the message, and its success sets the next sync an
+    interval away. A syncs with B again right after it."""
+    a, b = await make_node("A"), await make_node("B")
+    hold, held, push_failed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def intercept(path: str) -> web.StreamResponse | None:
+        if path.startswith("reconcile") and hold.is_set():
+            hold.clear()
+            held.set()
+            await asyncio.wait_for(push_failed.wait(), timeout=30)
+        if path == "push" and held.is_set() and not push_failed.is_set():
+            push_failed.set()
+            return web.Response(status=500, text="Error: proxy failure\n")
+        return None
+
+    async with proxy_in_front(b, intercept) as proxy_url:
+        await b.app[PEERS].add(a.url)  # B follows A
+        await a.app[PEERS].add(proxy_url)  # A pushes to B, via the proxy
+        await eventually(lambda: first_syncs_done(a, b), timeout=30.0)
+        hold.set()
+        await a.app[STORE].write(peer_fns.due_now, proxy_url, now_ms=int(time.time() * 1000))
+        a.app[PEERS].wake()
+        await asyncio.wait_for(held.wait(), timeout=30)
+        message_id = await a.post_topic("Pushed while syncing")
+        await eventually(lambda: b.has(message_id), timeout=30.0)
+        assert push_failed.is_set()
+
+
 async def test_fetching_starts_while_reconciling_and_a_failed_round_ends_the_sync(
     make_node: Any,
 ) -> None:
