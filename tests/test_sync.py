@@ -133,6 +133,14 @@ async def first_syncs_done(*nodes: Node) -> bool:
     return True
 
 
+async def peer_through(a: Node, b: Node, proxy_url: str) -> None:
+    """B follows A; A pushes to B through the proxy at ``proxy_url``; both first syncs
+    are over (the next ones are an interval away)."""
+    await b.app[PEERS].add(a.url)
+    await a.app[PEERS].add(proxy_url)
+    await eventually(lambda: first_syncs_done(a, b), timeout=30.0)
+
+
 #: ``intercept(path)``: answer a proxied request itself, or None to let it through.
 Intercept = Callable[[str], Awaitable[web.StreamResponse | None]]
 
@@ -591,9 +599,7 @@ async def test_a_failed_live_push_is_repaired_by_a_sync_at_once(make_node: Any) 
         return None
 
     async with proxy_in_front(b, intercept) as proxy_url:
-        await b.app[PEERS].add(a.url)  # B follows A
-        await a.app[PEERS].add(proxy_url)  # A pushes to B, via the proxy
-        await eventually(lambda: first_syncs_done(a, b), timeout=30.0)
+        await peer_through(a, b, proxy_url)
         reconciles = paths.count("reconcile")
         fail_push.set()
         message_id = await a.post_topic("Pushed, failed, synced")
@@ -622,9 +628,7 @@ async def test_a_push_failing_during_a_sync_with_that_peer_brings_another_sync(
         return None
 
     async with proxy_in_front(b, intercept) as proxy_url:
-        await b.app[PEERS].add(a.url)  # B follows A
-        await a.app[PEERS].add(proxy_url)  # A pushes to B, via the proxy
-        await eventually(lambda: first_syncs_done(a, b), timeout=30.0)
+        await peer_through(a, b, proxy_url)
         hold.set()
         await a.app[STORE].write(peer_fns.due_now, proxy_url, now_ms=int(time.time() * 1000))
         a.app[PEERS].wake()
