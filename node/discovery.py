@@ -1,4 +1,4 @@
-"""LAN discovery over mDNS / DNS-SD (PROTOCOL.md §6, docs/protocol.md §7), behind a small interface.
+"""LAN discovery over mDNS / DNS-SD (docs/protocol.md §7), behind a small interface.
 
 A node announces ``_fora._tcp.local.`` with the TXT records ``v=1``,
 ``community=<64 lowercase hex>`` and ``name=<community name>`` on its HTTP port, and
@@ -229,9 +229,8 @@ class ZeroconfDiscovery:
         self._browser: AsyncServiceBrowser | None = None
         self._announcing: Awaitable[None] | None = None
         self._resolving: dict[str, asyncio.Task[None]] = {}
-        self._dirty: set[str] = set()
-        #: Set when a name waiting for its next retry is announced again.
-        self._updated: dict[str, asyncio.Event] = {}
+        #: Of each name being looked at: set when it is announced again meanwhile.
+        self._renewed: dict[str, asyncio.Event] = {}
         self._reported: set[tuple[str, bytes]] = set()
         self._stopping = False
 
@@ -297,8 +296,7 @@ class ZeroconfDiscovery:
             self._browser = None
             self._announcing = None
             self._resolving.clear()
-            self._dirty.clear()
-            self._updated.clear()
+            self._renewed.clear()
 
     async def _announce_addresses(self) -> list[str]:
         if self._host_address is not None:
@@ -329,13 +327,14 @@ class ZeroconfDiscovery:
             return
         if self._info is not None and name.lower() == self._info.name.lower():
             return
-        if name in self._resolving:
-            self._dirty.add(name)  # resolve again once this lookup is done
-            updated = self._updated.get(name)
-            if updated is not None:
-                updated.set()  # waiting to retry: look now
+        renewed = self._renewed.get(name)
+        if renewed is not None:
+            # Being looked at: look again once this lookup is done, or now if it is
+            # waiting to retry.
+            renewed.set()
             return
-        task = asyncio.get_running_loop().create_task(self._resolve(name))
+        renewed = self._renewed[name] = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(self._resolve(name, renewed))
         self._resolving[name] = task
         task.add_done_callback(self._resolved)
 
@@ -343,12 +342,14 @@ class ZeroconfDiscovery:
         for name, running in list(self._resolving.items()):
             if running is task:
                 del self._resolving[name]
-                self._updated.pop(name, None)
+                self._renewed.pop(name, None)
 
-    async def _resolve(self, name: str) -> None:
+    async def _resolve(self, name: str, renewed: asyncio.Event) -> None:
         retries = iter(self._retry_delays)
         while True:
-            self._dirty.discard(name)
+            if renewed.is_set():  # announced anew: the delays start over
+                retries = iter(self._retry_delays)
+            renewed.clear()
             again = False
             try:
                 again = await self._resolve_once(name)
@@ -358,8 +359,7 @@ class ZeroconfDiscovery:
                 log.exception("mDNS: looking at %r failed", name)
             if self._stopping:
                 return
-            if name in self._dirty:  # updated meanwhile: look again now
-                retries = iter(self._retry_delays)
+            if renewed.is_set():  # announced again meanwhile: look again now
                 continue
             if not again:
                 return
@@ -369,12 +369,8 @@ class ZeroconfDiscovery:
                 return
             # Wait for the delay, or less if the service announces itself again (a
             # node restarted, or moved to another port).
-            updated = self._updated.setdefault(name, asyncio.Event())
-            updated.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(updated.wait(), delay)
-            if name in self._dirty:
-                retries = iter(self._retry_delays)
+                await asyncio.wait_for(renewed.wait(), delay)
 
     async def _resolve_once(self, name: str) -> bool:
         """Resolve ``name`` and report it if new; True if it should be tried again."""
