@@ -86,6 +86,24 @@ class Recorder:
         return [f for f in self.found if f[1] == community]
 
 
+class Unreachable(Recorder):
+    """Records what is found, and raises TryLater for the first ``failures`` reports of
+    ``community`` (all of them if None): a node found that does not answer yet."""
+
+    def __init__(self, community: bytes, failures: int | None = None) -> None:
+        super().__init__()
+        self.community, self.failures = community, failures
+
+    async def __call__(self, url: str, community: bytes, name: str) -> None:
+        await super().__call__(url, community, name)
+        failed = len(self.of(self.community))
+        if community == self.community and (self.failures is None or failed <= self.failures):
+            raise TryLater("connection refused")
+
+    def urls(self) -> list[str]:
+        return [url for url, _, _ in self.of(self.community)]
+
+
 @pytest.fixture
 async def nodes() -> AsyncIterator[Callable[..., ZeroconfDiscovery]]:
     """Make started-later ZeroconfDiscovery instances on loopback; stop them all at the end."""
@@ -246,21 +264,13 @@ async def test_a_node_not_reachable_yet_is_reported_again_later(
     discovery report that node again after a delay, until it goes through; then no
     more. Without a retry, a node heard while it starts is never added."""
     other = community()
-    calls: list[float] = []
-
-    async def on_found(url: str, found: bytes, name: str) -> None:
-        if found != other:
-            return  # another test's service on this host's loopback
-        calls.append(time.monotonic())
-        if len(calls) < 3:
-            raise TryLater("connection refused")
-
-    a = nodes(on_found=on_found, retry_delays=(0.2, 0.2, 0.2, 0.2))
+    got = Unreachable(other, failures=2)
+    a = nodes(on_found=got, retry_delays=(0.2, 0.2, 0.2, 0.2))
     info = raw_info(f"late-{secrets.token_hex(4)}", txt_records(other, "Late"), 3)
     await asyncio.gather(a.start(), register(raw_zc, info))
-    await eventually(lambda: len(calls) >= 3, "reported three times")
+    await eventually(lambda: len(got.urls()) >= 3, "reported three times")
     await asyncio.sleep(1.0)  # the third report went through: no fourth
-    assert len(calls) == 3
+    assert len(got.urls()) == 3
     await raw_zc.async_unregister_all_services()
 
 
@@ -268,20 +278,13 @@ async def test_retries_end_after_the_last_delay(
     nodes: Callable[..., ZeroconfDiscovery], raw_zc: AsyncZeroconf
 ) -> None:
     other = community()
-    calls: list[str] = []
-
-    async def on_found(url: str, found: bytes, name: str) -> None:
-        if found != other:
-            return
-        calls.append(url)
-        raise TryLater("connection refused")
-
-    a = nodes(on_found=on_found, retry_delays=(0.1, 0.1))
+    got = Unreachable(other)
+    a = nodes(on_found=got, retry_delays=(0.1, 0.1))
     info = raw_info(f"gone-{secrets.token_hex(4)}", txt_records(other, "Gone"), 4)
     await asyncio.gather(a.start(), register(raw_zc, info))
-    await eventually(lambda: len(calls) >= 3, "reported three times")
+    await eventually(lambda: len(got.urls()) >= 3, "reported three times")
     await asyncio.sleep(1.0)
-    assert len(calls) == 3  # the first report and one a delay
+    assert len(got.urls()) == 3  # the first report and one a delay
     assert not a._resolving
     await raw_zc.async_unregister_all_services()
 
@@ -292,26 +295,18 @@ async def test_an_announcement_during_a_retry_wait_is_looked_at_at_once(
     """A node not reachable is retried after a delay; if it announces itself again
     meanwhile (restarted, on another port), it is looked at then, not after the delay."""
     other = community()
-    urls: list[str] = []
-
-    async def on_found(url: str, found: bytes, name: str) -> None:
-        if found != other:
-            return
-        urls.append(url)
-        if len(urls) == 1:
-            raise TryLater("connection refused")
-
-    a = nodes(on_found=on_found, retry_delays=(600.0,))
+    got = Unreachable(other, failures=1)
+    a = nodes(on_found=got, retry_delays=(600.0,))
     instance = f"restarted-{secrets.token_hex(4)}"
     info = raw_info(instance, txt_records(other, "R"), 5)
     await asyncio.gather(a.start(), register(raw_zc, info))
-    await eventually(lambda: len(urls) == 1, "reported once")
+    await eventually(lambda: len(got.urls()) == 1, "reported once")
     moved = raw_info(instance, txt_records(other, "R"), 6)
     moved.server = info.server
     moved.server_key = info.server_key
     await (await raw_zc.async_update_service(moved))
-    await eventually(lambda: len(urls) == 2, "reported again on its new port")
-    assert urls == ["http://127.0.0.1:5", "http://127.0.0.1:6"]
+    await eventually(lambda: len(got.urls()) == 2, "reported again on its new port")
+    assert got.urls() == ["http://127.0.0.1:5", "http://127.0.0.1:6"]
     await raw_zc.async_unregister_all_services()
 
 
